@@ -1,0 +1,17 @@
+//! Natter's wire protocol: the only crate that knows field names.
+//!
+//! `docs/protocol.md` is the normative description; a test parses every example in it against
+//! these types, so the document and the code cannot drift apart.
+//!
+//! * [`ids`]: validated room ids, peer ids and display names.
+//! * [`signaling`]: the JSON messages exchanged over the signaling WebSocket.
+//! * [`limits`]: sizes, rates and timeouts both ends agree on.
+//! * [`close`]: WebSocket close codes.
+
+pub mod close;
+pub mod ids;
+pub mod limits;
+pub mod signaling;
+
+pub use ids::{DisplayName, IdError, PeerId, RoomId};
+pub use signaling::{ClientMessage, DecodeError, ErrorCode, ServerMessage};

@@ -1,0 +1,36 @@
+//! Limits that both ends of the wire agree on. `docs/protocol.md` states the same numbers.
+
+use std::time::Duration;
+
+/// The signaling protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Length of a room id in characters (22 characters of base64url carry 132 bits).
+pub const ROOM_ID_LEN: usize = 22;
+/// Shortest accepted peer id.
+pub const PEER_ID_MIN_LEN: usize = 16;
+/// Longest accepted peer id.
+pub const PEER_ID_MAX_LEN: usize = 64;
+/// Longest accepted display name, in Unicode scalar values after trimming.
+pub const NAME_MAX_CHARS: usize = 48;
+
+/// Largest signaling message, in bytes, in either direction. Larger frames close the socket (1009).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Sustained number of messages a socket may send per second.
+pub const MESSAGES_PER_SECOND: u32 = 20;
+/// Messages a socket may send in a burst above the sustained rate (ICE candidates come in bursts).
+pub const MESSAGE_BURST: u32 = 60;
+/// Messages over the limit that a socket may send before it is disconnected (close 1008).
+pub const FLOOD_TOLERANCE: u32 = 100;
+
+/// People in a pair room.
+pub const PAIR_ROOM_CAPACITY: u32 = 2;
+
+/// How long a peer whose socket dropped keeps its place before the others are told it left.
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(30);
+/// Time a new socket has to send `hello` and `join`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server pings every socket this often; browsers answer pings on their own.
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A socket that sent nothing (not even a pong) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,358 @@
+//! Signaling messages: JSON text frames on the WebSocket at `/ws`.
+//!
+//! Every message is an object with a `type` field. Unknown fields are ignored (so later minor
+//! additions stay compatible); unknown types from the client get a `bad-message` error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{DisplayName, IdError, PeerId, RoomId};
+
+/// A message from a client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    /// First message on every socket: the protocol version the client speaks.
+    Hello {
+        /// Must equal [`crate::limits::PROTOCOL_VERSION`].
+        version: u32,
+    },
+    /// Enter a room (creating it if nobody is in it).
+    Join {
+        /// The room to enter.
+        room: RoomId,
+        /// The client's own, persistent id. Rejoining with the same id within the grace period
+        /// resumes the previous place instead of announcing a new person.
+        peer: PeerId,
+        /// The name others see.
+        name: DisplayName,
+    },
+    /// Change the name others see.
+    Rename {
+        /// The new name.
+        name: DisplayName,
+    },
+    /// Relay an opaque payload (SDP or ICE candidate) to one other peer in the room.
+    Signal {
+        /// The recipient.
+        to: PeerId,
+        /// Relayed as-is; the server never inspects or stores it.
+        payload: Value,
+    },
+    /// Leave the room now; the others are told at once.
+    Leave,
+    /// Application-level keepalive; the server answers `pong`.
+    Ping,
+}
+
+/// Why a peer is no longer in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveReason {
+    /// The peer said `leave` or closed its page.
+    Left,
+    /// The peer's connection dropped and it did not come back within the grace period.
+    TimedOut,
+}
+
+/// The kind of a room, which decides its transport and capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoomKind {
+    /// Two people, browser to browser.
+    Pair,
+}
+
+/// Someone in the room, as listed in `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Their peer id.
+    pub peer: PeerId,
+    /// Their display name.
+    pub name: DisplayName,
+}
+
+/// An ICE server entry in the shape of WebRTC's `RTCIceServer`, handed to the browser as-is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` or `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name, if the server needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential, if the server needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// A message from the server to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    /// Answer to the client's `hello`.
+    Hello {
+        /// The protocol version the server speaks.
+        version: u32,
+        /// Server software and version, for diagnostics.
+        server: String,
+    },
+    /// The client is in the room.
+    Welcome {
+        /// The room entered.
+        room: RoomId,
+        /// The client's own peer id, echoed.
+        peer: PeerId,
+        /// The room's kind.
+        kind: RoomKind,
+        /// How many people the room holds.
+        capacity: u32,
+        /// Everyone else present, in order of arrival.
+        peers: Vec<PeerInfo>,
+        /// ICE servers for `RTCPeerConnection`.
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+        /// True when this join took over a place kept during the reconnect grace period.
+        resumed: bool,
+    },
+    /// Someone new entered the room.
+    PeerJoined {
+        /// Their peer id.
+        peer: PeerId,
+        /// Their display name.
+        name: DisplayName,
+    },
+    /// Someone is no longer in the room.
+    PeerLeft {
+        /// Their peer id.
+        peer: PeerId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Someone changed their name.
+    PeerRenamed {
+        /// Their peer id.
+        peer: PeerId,
+        /// The new name.
+        name: DisplayName,
+    },
+    /// A payload relayed from another peer.
+    Signal {
+        /// The sender.
+        from: PeerId,
+        /// Exactly what the sender put in its `signal`.
+        payload: Value,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// A request could not be carried out; the socket stays open unless a close follows.
+    Error {
+        /// Stable, machine-readable code.
+        code: ErrorCode,
+        /// Human-readable explanation (English); clients show their own text for known codes.
+        message: String,
+    },
+}
+
+/// Stable error codes carried by [`ServerMessage::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The client's `hello` named a version the server does not speak. The socket closes (4002).
+    UnsupportedVersion,
+    /// A message other than `hello` arrived before `hello`.
+    HelloRequired,
+    /// Not JSON, not an object, an unknown `type`, or a missing or mistyped field.
+    BadMessage,
+    /// The room id is not 22 URL-safe characters.
+    InvalidRoomId,
+    /// The peer id is not 16–64 URL-safe characters.
+    InvalidPeerId,
+    /// The name is empty, too long, or holds control or text-direction characters.
+    InvalidName,
+    /// The room already holds as many people as its capacity.
+    RoomFull,
+    /// `join` on a socket that is already in a room.
+    AlreadyJoined,
+    /// `rename`, `signal` or `leave` on a socket that is in no room.
+    NotJoined,
+    /// `signal` addressed to someone who is not in the room.
+    UnknownPeer,
+    /// The socket sent more messages than allowed; the message was dropped.
+    RateLimited,
+    /// Another socket joined with this peer id; this one is closed (4000).
+    Replaced,
+    /// The server is overloaded; try again shortly.
+    ServerBusy,
+    /// Something went wrong on the server; the details are in its log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// A default English explanation for this code.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion => "this server does not speak that protocol version",
+            Self::HelloRequired => "send hello first",
+            Self::BadMessage => "the message is not valid",
+            Self::InvalidRoomId => "a room id is 22 characters of A-Z, a-z, 0-9, '-' and '_'",
+            Self::InvalidPeerId => "a peer id is 16 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+            Self::InvalidName => {
+                "a name is 1 to 48 characters, without control or text-direction characters"
+            }
+            Self::RoomFull => "this room is full",
+            Self::AlreadyJoined => "this connection is already in a room",
+            Self::NotJoined => "join a room first",
+            Self::UnknownPeer => "that person is not in the room",
+            Self::RateLimited => "too many messages; slow down",
+            Self::Replaced => "you joined from another tab or connection",
+            Self::ServerBusy => "the server is busy; try again shortly",
+            Self::Internal => "internal server error",
+        }
+    }
+}
+
+impl ServerMessage {
+    /// An error message with the code's default explanation.
+    pub fn error(code: ErrorCode) -> Self {
+        Self::Error {
+            code,
+            message: code.default_message().to_owned(),
+        }
+    }
+
+    /// The JSON text of this message.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: all keys are strings and no map has non-string keys.
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+/// Why a client's text frame could not be turned into a [`ClientMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {detail}")]
+pub struct DecodeError {
+    /// The code to answer with.
+    pub code: ErrorCode,
+    /// What was wrong, safe to send back to the client (it names no content).
+    pub detail: String,
+}
+
+/// The fields whose format errors deserve their own code. Used only after a strict parse failed,
+/// to tell the client which field was wrong.
+#[derive(Deserialize)]
+struct LooseMessage {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    room: Option<Value>,
+    peer: Option<Value>,
+    to: Option<Value>,
+    name: Option<Value>,
+}
+
+impl ClientMessage {
+    /// Parses a text frame, mapping every failure to the most specific [`ErrorCode`].
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let strict_error = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(message) => return Ok(message),
+            Err(error) => error,
+        };
+        let bad = |detail: String| DecodeError {
+            code: ErrorCode::BadMessage,
+            detail,
+        };
+        let Ok(loose) = serde_json::from_str::<LooseMessage>(text) else {
+            return Err(bad("not a JSON object".to_owned()));
+        };
+        let known = ["hello", "join", "rename", "signal", "leave", "ping"];
+        match loose.kind.as_deref() {
+            None => return Err(bad("missing \"type\"".to_owned())),
+            Some(kind) if !known.contains(&kind) => {
+                return Err(bad("unknown message type".to_owned()));
+            }
+            Some(_) => {}
+        }
+        let field_error = |value: Option<Value>, check: fn(String) -> Result<(), IdError>| {
+            match value {
+                Some(Value::String(s)) => check(s).err(),
+                _ => None,
+            }
+        };
+        let id_error = field_error(loose.room, |s| RoomId::try_from(s).map(drop))
+            .or_else(|| field_error(loose.peer, |s| PeerId::try_from(s).map(drop)))
+            .or_else(|| field_error(loose.to, |s| PeerId::try_from(s).map(drop)))
+            .or_else(|| field_error(loose.name, |s| DisplayName::try_from(s).map(drop)));
+        match id_error {
+            Some(error) => Err(DecodeError {
+                code: match error {
+                    IdError::RoomId => ErrorCode::InvalidRoomId,
+                    IdError::PeerId => ErrorCode::InvalidPeerId,
+                    IdError::Name => ErrorCode::InvalidName,
+                },
+                detail: error.to_string(),
+            }),
+            // serde's own message may quote the offending value, so only the position is reported.
+            None => Err(bad(format!(
+                "the message does not match the protocol (column {})",
+                strict_error.column()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    const PEER: &str = "peer-aaaaaaaaaaaa";
+
+    fn code(text: &str) -> ErrorCode {
+        ClientMessage::decode(text).expect_err("should fail").code
+    }
+
+    #[test]
+    fn decodes_a_join() {
+        let text = format!(r#"{{"type":"join","room":"{ROOM}","peer":"{PEER}","name":"Ann"}}"#);
+        let message = ClientMessage::decode(&text).expect("valid");
+        assert!(matches!(message, ClientMessage::Join { name, .. } if name.as_str() == "Ann"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let message = ClientMessage::decode(r#"{"type":"ping","future":1}"#).expect("valid");
+        assert_eq!(message, ClientMessage::Ping);
+    }
+
+    #[test]
+    fn malformed_input_gets_bad_message() {
+        assert_eq!(code("not json"), ErrorCode::BadMessage);
+        assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"teleport"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"kind":"hello"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"hello","version":"one"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"signal","to":"peer-aaaaaaaaaaaa"}"#), ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn each_invalid_field_gets_its_own_code() {
+        let join = |room: &str, peer: &str, name: &str| {
+            format!(r#"{{"type":"join","room":"{room}","peer":"{peer}","name":"{name}"}}"#)
+        };
+        assert_eq!(code(&join("nope", PEER, "Ann")), ErrorCode::InvalidRoomId);
+        assert_eq!(code(&join(ROOM, "short", "Ann")), ErrorCode::InvalidPeerId);
+        assert_eq!(code(&join(ROOM, PEER, "")), ErrorCode::InvalidName);
+        assert_eq!(code(&join(ROOM, PEER, "a\\u202eb")), ErrorCode::InvalidName);
+        assert_eq!(
+            code(r#"{"type":"signal","to":"x","payload":{}}"#),
+            ErrorCode::InvalidPeerId
+        );
+    }
+
+    #[test]
+    fn error_detail_never_echoes_the_input() {
+        let secret = "my-secret-room-name-that-is-long";
+        let error = ClientMessage::decode(&format!(r#"{{"type":"hello","version":"{secret}"}}"#))
+            .expect_err("invalid");
+        assert!(!error.detail.contains(secret), "{}", error.detail);
+    }
+}

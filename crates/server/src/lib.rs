@@ -1,0 +1,149 @@
+//! The Natter server: HTTP, WebSocket signaling and the embedded web client, in one binary.
+//!
+//! [`serve`] runs the whole server on a listener until a shutdown future resolves; the `natter`
+//! binary wraps it with configuration, logging and signal handling. Integration tests call
+//! [`serve`] directly on an ephemeral port.
+//!
+//! Runtime shape: one task per WebSocket session ([`session`]), one task per room owning its
+//! sans-IO [`natter_room::Room`] ([`rooms`]); they talk over bounded channels and share no locks
+//! except the room registry's map.
+
+mod config;
+mod rate;
+mod rooms;
+mod session;
+mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use natter_proto::RoomId;
+use natter_proto::limits::MAX_MESSAGE_BYTES;
+use natter_room::{RoomPolicy, SessionId};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower_http::compression::CompressionLayer;
+
+pub use config::Config;
+
+use rooms::{Registry, RoomSettings};
+
+/// How long shutdown waits for sessions to send their close frames.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+/// WebSocket read buffer. tungstenite allocates it eagerly (128 KiB by default), which would
+/// dominate the memory of an idle connection; signaling messages are small, larger ones just take
+/// more reads.
+const WS_READ_BUFFER: usize = 4 * 1024;
+
+struct AppState {
+    registry: Arc<Registry>,
+    /// Flips to true once on shutdown; every session watches it.
+    stopping: watch::Sender<bool>,
+    /// One permit per open WebSocket.
+    connections: Arc<Semaphore>,
+    max_connections: u32,
+    next_session: AtomicU64,
+}
+
+/// Serves HTTP and WebSocket signaling on `listener` until `shutdown` resolves, then tells every
+/// connected peer (close 1001) and returns once their sockets are closed or after a few seconds.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let registry = Registry::new(RoomSettings {
+        policy: RoomPolicy::pair(config.reconnect_grace()),
+        ice_servers: config.ice_servers(),
+    });
+    let state = Arc::new(AppState {
+        registry,
+        stopping: watch::channel(false).0,
+        connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+        max_connections: config.max_connections,
+        next_session: AtomicU64::new(1),
+    });
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/r/{room}", get(room_page))
+        .route("/healthz", get(healthz))
+        .route("/ws", get(websocket))
+        .fallback(get(static_file))
+        .layer(CompressionLayer::new())
+        .layer(axum::middleware::map_response(web::security_headers))
+        .with_state(Arc::clone(&state));
+    let stopping = {
+        let state = Arc::clone(&state);
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing every connection");
+            state.stopping.send_replace(true);
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await?;
+    // Upgraded sockets outlive the HTTP server; wait for them to say goodbye.
+    let all = state.max_connections;
+    let _ = tokio::time::timeout(SHUTDOWN_DRAIN, state.connections.acquire_many(all)).await;
+    Ok(())
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    web::asset("index.html", &headers)
+}
+
+async fn room_page(Path(room): Path<String>, headers: HeaderMap) -> Response {
+    // Only well-formed room links get the page; anything else is a plain 404.
+    match RoomId::try_from(room) {
+        Ok(_) => web::asset("room.html", &headers),
+        Err(_) => (StatusCode::NOT_FOUND, "no such room link").into_response(),
+    }
+}
+
+async fn static_file(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    if path.is_empty() || path.ends_with('/') || path.split('/').any(|part| part.starts_with('.')) {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    web::asset(path, &headers)
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if *state.stopping.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response()
+    } else {
+        "ok".into_response()
+    }
+}
+
+async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+    if *state.stopping.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    let Ok(permit) = Arc::clone(&state.connections).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    let id = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
+    let registry = Arc::clone(&state.registry);
+    let stopping = state.stopping.subscribe();
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        // Write each message straight through; signaling gains nothing from batching.
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            session::run(socket, id, registry, stopping).await;
+            drop(permit);
+        })
+}

@@ -1,0 +1,294 @@
+//! One task per room owns its [`natter_room::Room`]; sessions talk to it over a bounded channel.
+//!
+//! The [`Registry`] maps room ids to the channels of live room tasks. A room task removes itself
+//! from the registry when its room is empty and its inbox drained, under the registry lock, and
+//! joins are sent under the same lock, so a join can never land in a task that is exiting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use natter_proto::signaling::IceServer;
+use natter_proto::{DisplayName, ErrorCode, PeerId, RoomId, ServerMessage};
+use natter_room::{Output, Room, RoomPolicy, SessionId};
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Commands a room task accepts before pushing back on senders.
+const ROOM_INBOX: usize = 256;
+
+/// How a room task reaches one session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHandle {
+    /// Messages for the socket, in order. Bounded: a client that does not read is cut off.
+    pub outbound: mpsc::Sender<Message>,
+    /// Woken when the outbound queue overflowed and the session must close.
+    pub too_slow: Arc<Notify>,
+}
+
+impl SessionHandle {
+    /// Queues `message`; false if the session is gone or not keeping up (and has been told to close).
+    fn deliver(&self, message: Message) -> bool {
+        match self.outbound.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.too_slow.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// What a session asks of its room.
+#[derive(Debug)]
+pub(crate) enum RoomCommand {
+    Join {
+        session: SessionId,
+        peer: PeerId,
+        name: DisplayName,
+        handle: SessionHandle,
+        /// `Ok` after `welcome` was queued on the session's outbound channel.
+        reply: oneshot::Sender<Result<(), ErrorCode>>,
+    },
+    Rename {
+        session: SessionId,
+        name: DisplayName,
+    },
+    Signal {
+        session: SessionId,
+        to: PeerId,
+        payload: Value,
+    },
+    Leave {
+        session: SessionId,
+    },
+    /// The socket ended without `leave`.
+    Disconnected {
+        session: SessionId,
+    },
+}
+
+/// Settings every room task needs.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomSettings {
+    pub policy: RoomPolicy,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// The live rooms.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomCommand>>>,
+    settings: RoomSettings,
+}
+
+impl Registry {
+    pub fn new(settings: RoomSettings) -> Arc<Self> {
+        Arc::new(Self {
+            rooms: Mutex::new(HashMap::new()),
+            settings,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, mpsc::Sender<RoomCommand>>> {
+        // The map holds no invariant a panicking holder could break half-way, so a poisoned
+        // lock is still usable.
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of live room tasks.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Sends a join to the room's task, starting one if the room has none. Returns the room's
+    /// channel for the session's later commands.
+    pub fn join(
+        self: &Arc<Self>,
+        room_id: &RoomId,
+        command: RoomCommand,
+    ) -> Result<mpsc::Sender<RoomCommand>, ErrorCode> {
+        let mut rooms = self.lock();
+        let command = match rooms.get(room_id) {
+            Some(sender) => match sender.try_send(command) {
+                Ok(()) => return Ok(sender.clone()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(ErrorCode::ServerBusy),
+                // The task ended (it cannot while registered, but a panic would do it): replace it.
+                Err(mpsc::error::TrySendError::Closed(command)) => command,
+            },
+            None => command,
+        };
+        let (sender, inbox) = mpsc::channel(ROOM_INBOX);
+        // A fresh channel has room for one command.
+        sender.try_send(command).map_err(|_| ErrorCode::Internal)?;
+        rooms.insert(room_id.clone(), sender.clone());
+        let room = Room::new(self.settings.policy);
+        tokio::spawn(run_room(Arc::clone(self), room_id.clone(), room, inbox));
+        Ok(sender)
+    }
+
+    /// Unregisters `room_id` if its task has nothing left to do. Called by the task itself.
+    fn retire_if_idle(&self, room_id: &RoomId, inbox: &mpsc::Receiver<RoomCommand>) -> bool {
+        let mut rooms = self.lock();
+        if inbox.is_empty() {
+            rooms.remove(room_id);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serializes a server message into a text frame.
+pub(crate) fn text(message: &ServerMessage) -> Message {
+    Message::Text(Utf8Bytes::from(message.to_json()))
+}
+
+/// A close frame with `code` and no reason text (the preceding `error` message explains).
+pub(crate) fn close_frame(code: u16) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(""),
+    }))
+}
+
+/// The frames that tell a client why it is being closed, then close it.
+fn close_frames(error: ErrorCode, code: u16) -> [Message; 2] {
+    [text(&ServerMessage::error(error)), close_frame(code)]
+}
+
+struct RoomTask {
+    room: Room,
+    sessions: HashMap<SessionId, SessionHandle>,
+    settings: RoomSettings,
+    room_id: RoomId,
+}
+
+impl RoomTask {
+    fn handle(&mut self, command: RoomCommand) {
+        let now = Instant::now().into_std();
+        match command {
+            RoomCommand::Join {
+                session,
+                peer,
+                name,
+                handle,
+                reply,
+            } => {
+                let result = self.room.join(now, session, peer.clone(), name);
+                if let Ok(joined) = &result {
+                    let welcome = ServerMessage::Welcome {
+                        room: self.room_id.clone(),
+                        peer,
+                        kind: self.settings.policy.kind,
+                        capacity: self.settings.policy.capacity,
+                        peers: joined.peers.clone(),
+                        ice_servers: self.settings.ice_servers.clone(),
+                        resumed: joined.resumed,
+                    };
+                    handle.deliver(text(&welcome));
+                    self.sessions.insert(session, handle);
+                }
+                // The session may have gone away meanwhile; its disconnect follows.
+                let _ = reply.send(result.map(drop));
+            }
+            RoomCommand::Rename { session, name } => {
+                if let Err(code) = self.room.rename(session, name) {
+                    self.send_error(session, code);
+                }
+            }
+            RoomCommand::Signal {
+                session,
+                to,
+                payload,
+            } => {
+                if let Err(code) = self.room.signal(session, &to, payload) {
+                    self.send_error(session, code);
+                }
+            }
+            RoomCommand::Leave { session } => {
+                self.room.leave(session);
+                self.sessions.remove(&session);
+            }
+            RoomCommand::Disconnected { session } => {
+                self.room.disconnected(now, session);
+                self.sessions.remove(&session);
+            }
+        }
+    }
+
+    fn send_error(&self, session: SessionId, code: ErrorCode) {
+        if let Some(handle) = self.sessions.get(&session) {
+            handle.deliver(text(&ServerMessage::error(code)));
+        }
+    }
+
+    /// Carries out the room's outputs; a session that cannot keep up loses its socket, not the
+    /// room its messages.
+    fn flush(&mut self) {
+        while let Some(output) = self.room.poll_output() {
+            match output {
+                Output::Send { to, message } => {
+                    let Some(handle) = self.sessions.get(&to) else {
+                        continue;
+                    };
+                    if !handle.deliver(text(&message)) {
+                        self.sessions.remove(&to);
+                        self.room.disconnected(Instant::now().into_std(), to);
+                    }
+                }
+                Output::Close {
+                    session,
+                    error,
+                    code,
+                } => {
+                    if let Some(handle) = self.sessions.remove(&session) {
+                        for frame in close_frames(error, code) {
+                            handle.deliver(frame);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run_room(
+    registry: Arc<Registry>,
+    room_id: RoomId,
+    room: Room,
+    mut inbox: mpsc::Receiver<RoomCommand>,
+) {
+    let mut task = RoomTask {
+        room,
+        sessions: HashMap::new(),
+        settings: registry.settings.clone(),
+        room_id,
+    };
+    loop {
+        let deadline = task.room.poll_timeout();
+        tokio::select! {
+            command = inbox.recv() => match command {
+                Some(command) => task.handle(command),
+                // The registry holds a sender while this task is registered, so this is unreachable.
+                None => break,
+            },
+            () = sleep_until(deadline) => task.room.handle_timeout(Instant::now().into_std()),
+        }
+        task.flush();
+        if task.room.is_empty() && registry.retire_if_idle(&task.room_id, &inbox) {
+            break;
+        }
+    }
+    tracing::debug!(rooms = registry.len(), "room closed");
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
+

@@ -1,0 +1,282 @@
+//! One WebSocket signaling session: handshake, limits, keepalive, and the bridge to its room task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use natter_proto::limits::{
+    FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND,
+    PING_INTERVAL, PROTOCOL_VERSION,
+};
+use natter_proto::{ClientMessage, ErrorCode, ServerMessage, close};
+use natter_room::SessionId;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::rate::TokenBucket;
+use crate::rooms::{Registry, RoomCommand, SessionHandle, close_frame, text};
+
+/// Messages queued for one socket before it counts as not keeping up. Signaling is sparse (a few
+/// dozen messages per connection set-up), so a full queue means the client stopped reading.
+const OUTBOUND_QUEUE: usize = 64;
+/// A write that takes longer than this means the client stopped reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most one `rate-limited` error per this interval, so a flood is not answered by a flood.
+const RATE_ERROR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the session loop ends.
+enum End {
+    /// The socket is gone (closed by the client, or broken): nothing more can be sent.
+    Dropped,
+    /// Close the socket with this code, after sending this error if any.
+    Close(u16, Option<ErrorCode>),
+    /// A close frame was already sent (from the room's queue).
+    Closed,
+}
+
+enum Stage {
+    AwaitingHello,
+    /// `hello` done, in no room.
+    Ready,
+    Joined {
+        room: mpsc::Sender<RoomCommand>,
+    },
+}
+
+struct Session {
+    id: SessionId,
+    registry: Arc<Registry>,
+    stage: Stage,
+    handle: SessionHandle,
+    limiter: TokenBucket,
+    dropped_messages: u32,
+    last_rate_error: Option<Instant>,
+    ever_joined: bool,
+}
+
+/// Runs the session until the socket closes or the server shuts down.
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    id: SessionId,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (outbound, mut queue) = mpsc::channel(OUTBOUND_QUEUE);
+    let too_slow = Arc::new(Notify::new());
+    let start = Instant::now();
+    let mut session = Session {
+        id,
+        registry,
+        stage: Stage::AwaitingHello,
+        handle: SessionHandle {
+            outbound,
+            too_slow: Arc::clone(&too_slow),
+        },
+        limiter: TokenBucket::new(start.into_std(), MESSAGES_PER_SECOND, MESSAGE_BURST),
+        dropped_messages: 0,
+        last_rate_error: None,
+        ever_joined: false,
+    };
+    let mut ping = tokio::time::interval_at(start + PING_INTERVAL, PING_INTERVAL);
+    let mut last_heard = start;
+    let handshake_deadline = start + HANDSHAKE_TIMEOUT;
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = async { shutdown.wait_for(|stopping| *stopping).await.map(drop) } => {
+                break End::Close(close::GOING_AWAY, None);
+            }
+            () = too_slow.notified() => break End::Close(close::TOO_SLOW, None),
+            () = sleep_until(handshake_deadline), if !session.ever_joined => {
+                break End::Close(close::TIMEOUT, None);
+            }
+            frame = socket.recv() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(frame))) => {
+                        if let Some(end) = session.on_text(&mut socket, frame.as_str()).await {
+                            break end;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        break End::Close(close::UNSUPPORTED_DATA, Some(ErrorCode::BadMessage));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break End::Dropped,
+                    Some(Err(error)) => break read_error_end(error),
+                }
+            }
+            Some(message) = queue.recv() => {
+                let is_close = matches!(message, Message::Close(_));
+                if send(&mut socket, message).await.is_err() {
+                    break End::Dropped;
+                }
+                if is_close {
+                    break End::Closed;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= IDLE_TIMEOUT {
+                    break End::Close(close::TIMEOUT, None);
+                }
+                if send(&mut socket, Message::Ping(Default::default())).await.is_err() {
+                    break End::Dropped;
+                }
+            }
+        }
+    };
+
+    if let Stage::Joined { room } = &session.stage {
+        // Awaited rather than tried: a lost disconnect would keep a ghost in the room forever.
+        let _ = room.send(RoomCommand::Disconnected { session: id }).await;
+    }
+    if let End::Close(code, error) = end {
+        if let Some(error) = error {
+            let _ = send(&mut socket, text(&ServerMessage::error(error))).await;
+        }
+        let _ = send(&mut socket, close_frame(code)).await;
+    }
+}
+
+/// A frame over the size limit is a protocol error with its own close code; anything else
+/// means the connection broke.
+fn read_error_end(error: axum::Error) -> End {
+    let too_big = error
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|error| matches!(*error, tungstenite::Error::Capacity(_)));
+    if too_big {
+        End::Close(close::MESSAGE_TOO_BIG, None)
+    } else {
+        End::Dropped
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+impl Session {
+    async fn reply(&self, socket: &mut WebSocket, message: &ServerMessage) -> Option<End> {
+        send(socket, text(message)).await.err().map(|()| End::Dropped)
+    }
+
+    async fn reply_error(&self, socket: &mut WebSocket, code: ErrorCode) -> Option<End> {
+        self.reply(socket, &ServerMessage::error(code)).await
+    }
+
+    /// Handles one text frame. `Some` ends the session.
+    async fn on_text(&mut self, socket: &mut WebSocket, frame: &str) -> Option<End> {
+        let now = Instant::now();
+        if !self.limiter.try_take(now.into_std()) {
+            self.dropped_messages += 1;
+            if self.dropped_messages > FLOOD_TOLERANCE {
+                tracing::info!(session = self.id.0, "closing a flooding socket");
+                return Some(End::Close(close::POLICY_VIOLATION, Some(ErrorCode::RateLimited)));
+            }
+            let quiet = self
+                .last_rate_error
+                .is_some_and(|last| now.duration_since(last) < RATE_ERROR_INTERVAL);
+            if quiet {
+                return None;
+            }
+            self.last_rate_error = Some(now);
+            return self.reply_error(socket, ErrorCode::RateLimited).await;
+        }
+        let message = match ClientMessage::decode(frame) {
+            Ok(message) => message,
+            Err(error) => {
+                let reply = ServerMessage::Error {
+                    code: error.code,
+                    message: error.detail,
+                };
+                return self.reply(socket, &reply).await;
+            }
+        };
+        match (message, &self.stage) {
+            (ClientMessage::Hello { version }, _) if version != PROTOCOL_VERSION => Some(End::Close(
+                close::UNSUPPORTED_VERSION,
+                Some(ErrorCode::UnsupportedVersion),
+            )),
+            (ClientMessage::Hello { .. }, stage) => {
+                if matches!(stage, Stage::AwaitingHello) {
+                    self.stage = Stage::Ready;
+                }
+                let hello = ServerMessage::Hello {
+                    version: PROTOCOL_VERSION,
+                    server: concat!("natter/", env!("CARGO_PKG_VERSION")).to_owned(),
+                };
+                self.reply(socket, &hello).await
+            }
+            (ClientMessage::Ping, _) => self.reply(socket, &ServerMessage::Pong).await,
+            (_, Stage::AwaitingHello) => self.reply_error(socket, ErrorCode::HelloRequired).await,
+            (ClientMessage::Join { room, peer, name }, Stage::Ready) => {
+                let (reply, result) = oneshot::channel();
+                let command = RoomCommand::Join {
+                    session: self.id,
+                    peer,
+                    name,
+                    handle: self.handle.clone(),
+                    reply,
+                };
+                let joined = match self.registry.join(&room, command) {
+                    Ok(sender) => result
+                        .await
+                        .unwrap_or(Err(ErrorCode::Internal))
+                        .map(|()| sender),
+                    Err(code) => Err(code),
+                };
+                match joined {
+                    Ok(room) => {
+                        self.stage = Stage::Joined { room };
+                        self.ever_joined = true;
+                        None
+                    }
+                    Err(code) => self.reply_error(socket, code).await,
+                }
+            }
+            (ClientMessage::Join { .. }, Stage::Joined { .. }) => {
+                self.reply_error(socket, ErrorCode::AlreadyJoined).await
+            }
+            (_, Stage::Ready) => self.reply_error(socket, ErrorCode::NotJoined).await,
+            (ClientMessage::Leave, Stage::Joined { room }) => {
+                // Awaited: a lost leave would keep the place taken.
+                let _ = room.send(RoomCommand::Leave { session: self.id }).await;
+                self.stage = Stage::Ready;
+                None
+            }
+            (ClientMessage::Rename { name }, Stage::Joined { room }) => {
+                let command = RoomCommand::Rename {
+                    session: self.id,
+                    name,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::Signal { to, payload }, Stage::Joined { room }) => {
+                let command = RoomCommand::Signal {
+                    session: self.id,
+                    to,
+                    payload,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        socket: &mut WebSocket,
+        room: mpsc::Sender<RoomCommand>,
+        command: RoomCommand,
+    ) -> Option<End> {
+        match room.try_send(command) {
+            Ok(()) => None,
+            Err(_) => self.reply_error(socket, ErrorCode::ServerBusy).await,
+        }
+    }
+}
+

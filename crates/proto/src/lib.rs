@@ -7,8 +7,10 @@
 //! * [`signaling`]: the JSON messages exchanged over the signaling WebSocket.
 //! * [`limits`]: sizes, rates and timeouts both ends agree on.
 //! * [`close`]: WebSocket close codes.
+//! * [`data`]: what browsers send each other: signal payloads and data-channel messages.
 
 pub mod close;
+pub mod data;
 pub mod ids;
 pub mod limits;
 pub mod signaling;

@@ -188,6 +188,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order `docs/protocol.md` lists them.
+    pub const ALL: [ErrorCode; 14] = [
+        Self::UnsupportedVersion,
+        Self::HelloRequired,
+        Self::BadMessage,
+        Self::InvalidRoomId,
+        Self::InvalidPeerId,
+        Self::InvalidName,
+        Self::RoomFull,
+        Self::AlreadyJoined,
+        Self::NotJoined,
+        Self::UnknownPeer,
+        Self::RateLimited,
+        Self::Replaced,
+        Self::ServerBusy,
+        Self::Internal,
+    ];
+
     /// A default English explanation for this code.
     pub fn default_message(self) -> &'static str {
         match self {

@@ -1,0 +1,100 @@
+//! `docs/protocol.md` is normative: every JSON example in it must parse into the Rust types and
+//! serialize back to the same JSON, and every error code must be documented.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use natter_proto::data::{DataMessage, SignalPayload};
+use natter_proto::{ClientMessage, ErrorCode, ServerMessage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const DOC: &str = include_str!("../../../docs/protocol.md");
+
+/// (info string after "json ", example text) for every fenced JSON block.
+fn examples() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut lines = DOC.lines();
+    while let Some(line) = lines.next() {
+        let Some(kind) = line.trim().strip_prefix("```json") else {
+            continue;
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        found.push((kind.trim().to_owned(), body.join("\n")));
+    }
+    found
+}
+
+fn round_trips<T: Serialize + DeserializeOwned>(kind: &str, text: &str) {
+    let parsed: T = serde_json::from_str(text)
+        .unwrap_or_else(|error| panic!("{kind} example does not parse: {error}\n{text}"));
+    let original: Value = serde_json::from_str(text).unwrap();
+    let again = serde_json::to_value(&parsed).unwrap();
+    assert_eq!(again, original, "{kind} example does not round-trip:\n{text}");
+}
+
+#[test]
+fn every_example_parses_and_round_trips() {
+    let examples = examples();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (kind, text) in &examples {
+        match kind.as_str() {
+            "client" => round_trips::<ClientMessage>(kind, text),
+            "server" => round_trips::<ServerMessage>(kind, text),
+            "signal-payload" => round_trips::<SignalPayload>(kind, text),
+            "data" => round_trips::<DataMessage>(kind, text),
+            other => panic!("a ```json block must say client, server, signal-payload or data, not {other:?}"),
+        }
+        *seen.entry(kind.clone()).or_default() += 1;
+    }
+    assert_eq!(seen.get("client"), Some(&6), "one example per client message: {seen:?}");
+    assert_eq!(seen.get("server"), Some(&8), "one example per server message: {seen:?}");
+    assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));
+}
+
+#[test]
+fn every_message_type_has_a_section() {
+    for (kind, text) in examples() {
+        if kind == "client" || kind == "server" {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let name = value["type"].as_str().unwrap();
+            assert!(DOC.contains(&format!("### {name}\n")), "no section for {name}");
+        }
+    }
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    for code in ErrorCode::ALL {
+        let name = serde_json::to_value(code).unwrap();
+        let row = format!("| `{}` |", name.as_str().unwrap());
+        assert!(DOC.contains(&row), "error code {name} missing from the table");
+    }
+}
+
+#[test]
+fn every_close_code_is_documented() {
+    use natter_proto::close::*;
+    for code in [
+        NORMAL, GOING_AWAY, UNSUPPORTED_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR,
+        REPLACED, TIMEOUT, UNSUPPORTED_VERSION, TOO_SLOW,
+    ] {
+        assert!(DOC.contains(&format!("| {code} |")), "close code {code} missing");
+    }
+}
+
+#[test]
+fn documented_limits_match_the_code() {
+    use natter_proto::limits::*;
+    assert_eq!(MAX_MESSAGE_BYTES, 65_536);
+    assert!(DOC.contains("64 KiB (65,536 bytes)"));
+    assert!(DOC.contains(&format!("{MESSAGES_PER_SECOND} per second sustained, bursts of {MESSAGE_BURST}")));
+    assert!(DOC.contains(&format!("| dropped messages per socket | {FLOOD_TOLERANCE} |")));
+    assert!(DOC.contains(&format!("| {} s | close 4001 |", HANDSHAKE_TIMEOUT.as_secs())));
+    assert!(DOC.contains(&format!("| {} s | close 4001; the server pings every {} s", IDLE_TIMEOUT.as_secs(), PING_INTERVAL.as_secs())));
+    assert!(DOC.contains(&format!("| people in a pair room | {PAIR_ROOM_CAPACITY} |")));
+    assert!(DOC.contains(&format!("| reconnect grace | {} s", DEFAULT_RECONNECT_GRACE.as_secs())));
+    assert!(DOC.contains(&format!("exactly {ROOM_ID_LEN} characters")));
+    assert!(DOC.contains(&format!("{PEER_ID_MIN_LEN}–{PEER_ID_MAX_LEN} characters")));
+    assert!(DOC.contains(&format!("1–{NAME_MAX_CHARS} Unicode characters")));
+}

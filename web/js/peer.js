@@ -1,0 +1,151 @@
+// One RTCPeerConnection to the other person in a pair room, negotiated with the perfect
+// negotiation pattern (docs/protocol.md, "Peer to peer"), carrying the chat data channel.
+
+import * as protocol from './protocol.js';
+
+/**
+ * @typedef {{
+ *   send: (payload: protocol.SignalPayload) => void,
+ *   onChannelState: (open: boolean) => void,
+ *   onChatMessage: (message: protocol.ChatMessage) => void,
+ * }} PeerLinkHandlers
+ */
+
+export class PeerLink {
+  /** @type {RTCPeerConnection} */
+  #pc;
+  /** @type {RTCDataChannel} */
+  #channel;
+  #makingOffer = false;
+  #ignoreOffer = false;
+  /** The other side's current connection id; payloads from older ones are stale. */
+  /** @type {string | null} */
+  #remoteConn = null;
+  #closed = false;
+
+  /**
+   * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[] }} options
+   * @param {PeerLinkHandlers} handlers
+   */
+  constructor(options, handlers) {
+    this.remoteId = options.remoteId;
+    this.iceServers = options.iceServers;
+    this.handlers = handlers;
+    // Exactly one side is polite: the one whose id sorts first.
+    this.polite = options.selfId < options.remoteId;
+    this.conn = protocol.newConnId();
+    [this.#pc, this.#channel] = this.#create();
+  }
+
+  /** @returns {[RTCPeerConnection, RTCDataChannel]} */
+  #create() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    // Negotiated on both sides: no ondatachannel race, and either side may offer first.
+    const channel = pc.createDataChannel(protocol.CHAT_CHANNEL.label, {
+      negotiated: true,
+      id: protocol.CHAT_CHANNEL.id,
+    });
+    pc.onnegotiationneeded = async () => {
+      try {
+        this.#makingOffer = true;
+        await pc.setLocalDescription();
+        if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
+      } catch (error) {
+        console.warn('natter: could not make an offer', error);
+      } finally {
+        this.#makingOffer = false;
+      }
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      this.handlers.send(protocol.candidatePayload(this.conn, candidate ? candidate.toJSON() : null));
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') pc.restartIce();
+    };
+    channel.onopen = () => this.handlers.onChannelState(true);
+    channel.onclose = () => {
+      if (pc === this.#pc) this.handlers.onChannelState(false);
+    };
+    channel.onmessage = (event) => {
+      const message = protocol.parseDataMessage(event.data);
+      if (message) this.handlers.onChatMessage(message);
+    };
+    return [pc, channel];
+  }
+
+  /** The other side started over with a new connection: so do we. */
+  #reset() {
+    const old = this.#pc;
+    this.conn = protocol.newConnId();
+    [this.#pc, this.#channel] = this.#create();
+    old.close();
+    this.handlers.onChannelState(false);
+  }
+
+  get channelOpen() {
+    return this.#channel.readyState === 'open';
+  }
+
+  get connectionState() {
+    return this.#pc.connectionState;
+  }
+
+  /** Restarts ICE if the connection is not healthy, e.g. after signaling came back. */
+  recover() {
+    const state = this.#pc.connectionState;
+    if (state === 'failed' || state === 'disconnected') this.#pc.restartIce();
+  }
+
+  /** @param {unknown} raw a payload relayed by the server from the other peer */
+  async handleSignal(raw) {
+    const payload = protocol.parseSignalPayload(raw);
+    if (!payload || this.#closed) return;
+    const { description, candidate } = payload;
+    if (payload.conn !== this.#remoteConn) {
+      if (description?.type === 'offer') {
+        // A fresh connection on the other side always opens with an offer.
+        if (this.#remoteConn !== null) this.#reset();
+        this.#remoteConn = payload.conn;
+      } else if (description?.type === 'answer' && this.#pc.signalingState === 'have-local-offer') {
+        this.#remoteConn = payload.conn;
+      } else {
+        return; // stale: from a connection we are not talking to
+      }
+    }
+    const pc = this.#pc;
+    try {
+      if (description) {
+        const collision = description.type === 'offer' && (this.#makingOffer || pc.signalingState !== 'stable');
+        this.#ignoreOffer = !this.polite && collision;
+        if (this.#ignoreOffer) return;
+        await pc.setRemoteDescription(description);
+        if (description.type === 'offer') {
+          await pc.setLocalDescription();
+          if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
+        }
+      } else if (candidate) {
+        try {
+          await pc.addIceCandidate(candidate);
+        } catch (error) {
+          if (!this.#ignoreOffer) throw error;
+        }
+      }
+    } catch (error) {
+      console.warn('natter: negotiation step failed', error);
+    }
+  }
+
+  /** @param {string} text @returns {protocol.ChatMessage | null} the message sent, or null */
+  sendChat(text) {
+    if (!this.channelOpen) return null;
+    const chat = protocol.chatMessage(text);
+    if (!chat) return null;
+    this.#channel.send(chat.wire);
+    return chat.message;
+  }
+
+  close() {
+    this.#closed = true;
+    this.#pc.close();
+  }
+}

@@ -1,0 +1,233 @@
+// The room page: ties the signaling connection, the peer link and the page together.
+// Untrusted text (names, messages) only ever reaches the page through textContent.
+
+import * as protocol from './protocol.js';
+import { Signaling } from './signaling.js';
+import { PeerLink } from './peer.js';
+import { loadIdentity, saveIdentity } from './identity.js';
+
+/** @template {HTMLElement} T @param {string} id @returns {T} */
+const element = (id) => /** @type {T} */ (document.getElementById(id));
+
+const statusLine = element('status');
+const peerLine = element('peer-name');
+const shareButton = /** @type {HTMLButtonElement} */ (element('share-link'));
+const shareFeedback = element('share-feedback');
+const nameForm = /** @type {HTMLFormElement} */ (element('name-form'));
+const nameInput = /** @type {HTMLInputElement} */ (element('name-input'));
+const nameError = element('name-error');
+const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
+const messageInput = /** @type {HTMLInputElement} */ (element('message-input'));
+const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
+const messageLog = element('messages');
+
+const STATUS = Object.freeze({
+  waiting: 'Waiting for the other person…',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  left: 'The other person left',
+  full: 'This room is full',
+  unreachable: 'Server unreachable — retrying…',
+  replaced: 'This room is open in another tab or window',
+  outdated: 'This page is out of date — reload it',
+  invalid: 'This is not a valid room link',
+});
+
+/**
+ * Everything the status line is derived from.
+ * @type {{
+ *   signaling: import('./signaling.js').SignalingState,
+ *   final: string | null,
+ *   other: { peer: string, name: string } | null,
+ *   otherLeft: boolean,
+ *   channelOpen: boolean,
+ * }}
+ */
+const view = { signaling: 'connecting', final: null, other: null, otherLeft: false, channelOpen: false };
+
+let everConnected = false;
+
+function render() {
+  let status;
+  if (view.final) status = view.final;
+  else if (view.channelOpen) status = STATUS.connected;
+  else if (view.signaling === 'retrying') status = STATUS.unreachable;
+  else if (view.signaling === 'connecting' || view.other) status = STATUS.connecting;
+  else if (view.otherLeft) status = STATUS.left;
+  else status = STATUS.waiting;
+  if (statusLine.textContent !== status) statusLine.textContent = status;
+  if (status === STATUS.connected && !everConnected) {
+    everConnected = true;
+    // Lets tests and curious people measure time from navigation to Connected.
+    performance.mark('natter:connected');
+  }
+  peerLine.textContent = view.other ? `With ${view.other.name}` : 'Nobody else is here yet';
+  sendButton.disabled = !view.channelOpen;
+  document.title = view.other ? `${view.other.name} · Natter` : 'Natter room';
+}
+
+/**
+ * @param {string} author
+ * @param {string} text
+ * @param {boolean} own
+ */
+function appendMessage(author, text, own) {
+  const item = document.createElement('li');
+  item.className = own ? 'message own' : 'message';
+  const who = document.createElement('span');
+  who.className = 'author';
+  who.textContent = author;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  item.append(who, body);
+  messageLog.append(item);
+  item.scrollIntoView({ block: 'end' });
+}
+
+async function main() {
+  const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
+  if (!protocol.isRoomId(roomId)) {
+    view.final = STATUS.invalid;
+    render();
+    return;
+  }
+  const identity = await loadIdentity();
+  nameInput.value = identity.name;
+
+  /** @type {PeerLink | null} */
+  let link = null;
+  /** @type {RTCIceServer[]} */
+  let iceServers = [];
+
+  const url = new URL('/ws', location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+
+  /** @param {string} remoteId */
+  const openLink = (remoteId) => {
+    link?.close();
+    const created = new PeerLink(
+      { selfId: identity.peerId, remoteId, iceServers },
+      {
+        send: (payload) => signaling.signal(remoteId, payload),
+        onChannelState: (open) => {
+          if (link !== created) return;
+          view.channelOpen = open;
+          render();
+        },
+        onChatMessage: (message) => appendMessage(view.other?.name ?? 'Them', message.text, false),
+      },
+    );
+    link = created;
+    return created;
+  };
+
+  const closeLink = () => {
+    link?.close();
+    link = null;
+    view.channelOpen = false;
+  };
+
+  const signaling = new Signaling(
+    { url: url.href, room: roomId, peer: identity.peerId, name: identity.name },
+    {
+      onState: (state, detail) => {
+        view.signaling = state;
+        if (state === 'stopped') {
+          if (detail?.error === 'room-full') view.final = STATUS.full;
+          else if (detail?.error === 'invalid-room-id') view.final = STATUS.invalid;
+          else if (detail?.code === protocol.CLOSE.REPLACED) view.final = STATUS.replaced;
+          else if (detail?.code === protocol.CLOSE.UNSUPPORTED_VERSION) view.final = STATUS.outdated;
+          if (view.final) closeLink();
+        }
+        render();
+      },
+      onMessage: (message) => {
+        switch (message.type) {
+          case 'welcome': {
+            iceServers = message.iceServers;
+            const other = message.peers[0] ?? null;
+            view.other = other;
+            if (other) {
+              view.otherLeft = false;
+              // Keep a link that still works (signaling dropped, the peer connection did not).
+              if (link && link.remoteId === other.peer && link.connectionState !== 'closed') link.recover();
+              else openLink(other.peer);
+            }
+            break;
+          }
+          case 'peer-joined':
+            view.other = { peer: message.peer, name: message.name };
+            view.otherLeft = false;
+            break;
+          case 'peer-renamed':
+            if (view.other?.peer === message.peer) view.other = { peer: message.peer, name: message.name };
+            break;
+          case 'peer-left':
+            if (view.other?.peer === message.peer) {
+              view.other = null;
+              view.otherLeft = true;
+              closeLink();
+            }
+            break;
+          case 'signal':
+            if (view.other?.peer !== message.from) break;
+            // The newcomer offers first; the one who was waiting makes its link on the first signal.
+            (link?.remoteId === message.from ? link : openLink(message.from)).handleSignal(message.payload);
+            break;
+          case 'error':
+            if (message.code === 'invalid-name') nameError.textContent = 'The server refused that name.';
+            break;
+        }
+        render();
+      },
+    },
+  );
+
+  shareButton.addEventListener('click', async () => {
+    const link = new URL(protocol.roomPath(roomId), location.origin).href;
+    try {
+      await navigator.clipboard.writeText(link);
+      shareFeedback.textContent = 'Link copied. Send it to the person you want to talk to.';
+    } catch {
+      shareFeedback.textContent = `Copy this link: ${link}`;
+    }
+  });
+
+  nameForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = protocol.normalizeName(nameInput.value);
+    if (!name) {
+      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
+      nameInput.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    nameError.textContent = '';
+    nameInput.removeAttribute('aria-invalid');
+    nameInput.value = name;
+    identity.name = name;
+    await saveIdentity(identity);
+    signaling.rename(name);
+  });
+
+  messageForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const text = messageInput.value;
+    const sent = link?.sendChat(text);
+    if (sent) {
+      appendMessage('You', sent.text, true);
+      messageInput.value = '';
+    }
+  });
+
+  // Closing the page is leaving: tell the other person now rather than after the grace period.
+  window.addEventListener('pagehide', () => {
+    signaling.leave();
+    link?.close();
+  });
+
+  render();
+  signaling.start();
+}
+
+main();

@@ -1,0 +1,58 @@
+// Small key-value storage in IndexedDB (database "natter", store "settings"). Falls back to
+// memory when IndexedDB is unavailable, so the page still works (without remembering).
+
+const DB_NAME = 'natter';
+const DB_VERSION = 1;
+const SETTINGS = 'settings';
+
+/** @type {Promise<IDBDatabase | null> | null} */
+let opening = null;
+/** @type {Map<string, unknown>} */
+const memory = new Map();
+
+/** @returns {Promise<IDBDatabase | null>} */
+function database() {
+  opening ??= new Promise((resolve) => {
+    try {
+      const request = indexedDB.open(DB_NAME, DB_VERSION);
+      request.onupgradeneeded = () => request.result.createObjectStore(SETTINGS);
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => resolve(null);
+      request.onblocked = () => resolve(null);
+    } catch {
+      resolve(null);
+    }
+  });
+  return opening;
+}
+
+/**
+ * @param {string} key
+ * @returns {Promise<unknown>}
+ */
+export async function getSetting(key) {
+  const db = await database();
+  if (!db) return memory.get(key);
+  return new Promise((resolve) => {
+    const request = db.transaction(SETTINGS).objectStore(SETTINGS).get(key);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => resolve(memory.get(key));
+  });
+}
+
+/**
+ * @param {string} key
+ * @param {unknown} value
+ * @returns {Promise<void>}
+ */
+export async function setSetting(key, value) {
+  memory.set(key, value);
+  const db = await database();
+  if (!db) return;
+  return new Promise((resolve) => {
+    const transaction = db.transaction(SETTINGS, 'readwrite');
+    transaction.objectStore(SETTINGS).put(value, key);
+    transaction.oncomplete = () => resolve();
+    transaction.onerror = () => resolve();
+  });
+}

@@ -92,8 +92,7 @@ async function main() {
     render();
     return;
   }
-  const identity = await loadIdentity();
-  nameInput.value = identity.name;
+  const identityLoading = loadIdentity();
 
   /** @type {PeerLink | null} */
   let link = null;
@@ -102,6 +101,9 @@ async function main() {
 
   const url = new URL('/ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+
+  /** Known before any welcome: joining waits for it. @type {import('./identity.js').Identity} */
+  let identity = { peerId: '', name: '' };
 
   /** @param {string} remoteId */
   const openLink = (remoteId) => {
@@ -129,7 +131,7 @@ async function main() {
   };
 
   const signaling = new Signaling(
-    { url: url.href, room: roomId, peer: identity.peerId, name: identity.name },
+    { url: url.href, room: roomId, identity: identityLoading },
     {
       onState: (state, detail) => {
         view.signaling = state;
@@ -194,22 +196,6 @@ async function main() {
     }
   });
 
-  nameForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const name = protocol.normalizeName(nameInput.value);
-    if (!name) {
-      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
-      nameInput.setAttribute('aria-invalid', 'true');
-      return;
-    }
-    nameError.textContent = '';
-    nameInput.removeAttribute('aria-invalid');
-    nameInput.value = name;
-    identity.name = name;
-    await saveIdentity(identity);
-    signaling.rename(name);
-  });
-
   messageForm.addEventListener('submit', (event) => {
     event.preventDefault();
     const text = messageInput.value;
@@ -228,6 +214,23 @@ async function main() {
 
   render();
   signaling.start();
+  identity = await identityLoading;
+  nameInput.value = identity.name;
+  nameForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = protocol.normalizeName(nameInput.value);
+    if (!name) {
+      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
+      nameInput.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    nameError.textContent = '';
+    nameInput.removeAttribute('aria-invalid');
+    nameInput.value = name;
+    identity.name = name;
+    await saveIdentity(identity);
+    signaling.rename(name);
+  });
 }
 
 main();

@@ -30,14 +30,17 @@ export class Signaling {
   #lastHeard = 0;
 
   /**
-   * @param {{ url: string, room: string, peer: string, name: string }} options
+   * @param {{ url: string, room: string, identity: Promise<{ peerId: string, name: string }> }} options
+   *   `identity` may still be loading: the socket opens and says hello meanwhile, and joins as
+   *   soon as it is known, which keeps the storage round trip out of the time to connect.
    * @param {SignalingHandlers} handlers
    */
   constructor(options, handlers) {
     this.url = options.url;
     this.room = options.room;
-    this.peer = options.peer;
-    this.name = options.name;
+    this.identity = options.identity;
+    /** @type {string | null} a name set by rename() before or after joining */
+    this.name = null;
     this.handlers = handlers;
   }
 
@@ -62,6 +65,13 @@ export class Signaling {
     socket.onopen = () => {
       this.#lastHeard = Date.now();
       socket.send(protocol.hello());
+      // Join right behind hello instead of waiting for the server's hello: the server handles
+      // messages in order (and closes on a version mismatch), so this saves a round trip.
+      this.identity.then(({ peerId, name }) => {
+        if (this.#socket === socket && socket.readyState === WebSocket.OPEN) {
+          socket.send(protocol.join(this.room, peerId, this.name ?? name));
+        }
+      });
       this.#pingTimer = setInterval(() => this.#keepalive(socket), PING_EVERY_MS);
     };
     socket.onmessage = (event) => {
@@ -106,7 +116,6 @@ export class Signaling {
   #receive(socket, message) {
     switch (message.type) {
       case 'hello':
-        socket.send(protocol.join(this.room, this.peer, this.name));
         return;
       case 'welcome':
         this.#attempt = 0;

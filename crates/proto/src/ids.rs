@@ -7,9 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{
-    NAME_MAX_CHARS, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, ROOM_ID_LEN,
-};
+use crate::limits::{NAME_MAX_CHARS, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, ROOM_ID_LEN};
 
 /// Why an id or a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,10 +166,7 @@ mod tests {
     fn room_id_accepts_exactly_22_url_safe_characters() {
         assert!(RoomId::try_from("abcdefghijklmnopqrstu-".to_owned()).is_ok());
         assert!(RoomId::try_from("ABC_efghijklmnop012345".to_owned()).is_ok());
-        assert_eq!(
-            RoomId::try_from("short".to_owned()),
-            Err(IdError::RoomId)
-        );
+        assert_eq!(RoomId::try_from("short".to_owned()), Err(IdError::RoomId));
         assert_eq!(
             RoomId::try_from("abcdefghijklmnopqrstuvw".to_owned()),
             Err(IdError::RoomId)
@@ -205,7 +200,15 @@ mod tests {
 
     #[test]
     fn name_refuses_empty_control_and_bidi_characters() {
-        for bad in ["", "   ", "a\nb", "a\u{0}b", "evil\u{202E}gpj.exe", "a\u{2066}b", "a\u{2028}b"] {
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "a\u{0}b",
+            "evil\u{202E}gpj.exe",
+            "a\u{2066}b",
+            "a\u{2028}b",
+        ] {
             assert_eq!(
                 DisplayName::try_from(bad.to_owned()),
                 Err(IdError::Name),

@@ -289,12 +289,11 @@ impl ClientMessage {
             }
             Some(_) => {}
         }
-        let field_error = |value: Option<Value>, check: fn(String) -> Result<(), IdError>| {
-            match value {
+        let field_error =
+            |value: Option<Value>, check: fn(String) -> Result<(), IdError>| match value {
                 Some(Value::String(s)) => check(s).err(),
                 _ => None,
-            }
-        };
+            };
         let id_error = field_error(loose.room, |s| RoomId::try_from(s).map(drop))
             .or_else(|| field_error(loose.peer, |s| PeerId::try_from(s).map(drop)))
             .or_else(|| field_error(loose.to, |s| PeerId::try_from(s).map(drop)))
@@ -347,8 +346,14 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"type":"teleport"}"#), ErrorCode::BadMessage);
         assert_eq!(code(r#"{"kind":"hello"}"#), ErrorCode::BadMessage);
-        assert_eq!(code(r#"{"type":"hello","version":"one"}"#), ErrorCode::BadMessage);
-        assert_eq!(code(r#"{"type":"signal","to":"peer-aaaaaaaaaaaa"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"hello","version":"one"}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"signal","to":"peer-aaaaaaaaaaaa"}"#),
+            ErrorCode::BadMessage
+        );
     }
 
     #[test]

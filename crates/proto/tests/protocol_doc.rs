@@ -30,7 +30,10 @@ fn round_trips<T: Serialize + DeserializeOwned>(kind: &str, text: &str) {
         .unwrap_or_else(|error| panic!("{kind} example does not parse: {error}\n{text}"));
     let original: Value = serde_json::from_str(text).unwrap();
     let again = serde_json::to_value(&parsed).unwrap();
-    assert_eq!(again, original, "{kind} example does not round-trip:\n{text}");
+    assert_eq!(
+        again, original,
+        "{kind} example does not round-trip:\n{text}"
+    );
 }
 
 #[test]
@@ -43,12 +46,22 @@ fn every_example_parses_and_round_trips() {
             "server" => round_trips::<ServerMessage>(kind, text),
             "signal-payload" => round_trips::<SignalPayload>(kind, text),
             "data" => round_trips::<DataMessage>(kind, text),
-            other => panic!("a ```json block must say client, server, signal-payload or data, not {other:?}"),
+            other => panic!(
+                "a ```json block must say client, server, signal-payload or data, not {other:?}"
+            ),
         }
         *seen.entry(kind.clone()).or_default() += 1;
     }
-    assert_eq!(seen.get("client"), Some(&6), "one example per client message: {seen:?}");
-    assert_eq!(seen.get("server"), Some(&8), "one example per server message: {seen:?}");
+    assert_eq!(
+        seen.get("client"),
+        Some(&6),
+        "one example per client message: {seen:?}"
+    );
+    assert_eq!(
+        seen.get("server"),
+        Some(&8),
+        "one example per server message: {seen:?}"
+    );
     assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));
 }
 
@@ -58,7 +71,10 @@ fn every_message_type_has_a_section() {
         if kind == "client" || kind == "server" {
             let value: Value = serde_json::from_str(&text).unwrap();
             let name = value["type"].as_str().unwrap();
-            assert!(DOC.contains(&format!("### {name}\n")), "no section for {name}");
+            assert!(
+                DOC.contains(&format!("### {name}\n")),
+                "no section for {name}"
+            );
         }
     }
 }
@@ -68,7 +84,10 @@ fn every_error_code_is_documented() {
     for code in ErrorCode::ALL {
         let name = serde_json::to_value(code).unwrap();
         let row = format!("| `{}` |", name.as_str().unwrap());
-        assert!(DOC.contains(&row), "error code {name} missing from the table");
+        assert!(
+            DOC.contains(&row),
+            "error code {name} missing from the table"
+        );
     }
 }
 
@@ -76,10 +95,21 @@ fn every_error_code_is_documented() {
 fn every_close_code_is_documented() {
     use natter_proto::close::*;
     for code in [
-        NORMAL, GOING_AWAY, UNSUPPORTED_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG, INTERNAL_ERROR,
-        REPLACED, TIMEOUT, UNSUPPORTED_VERSION, TOO_SLOW,
+        NORMAL,
+        GOING_AWAY,
+        UNSUPPORTED_DATA,
+        POLICY_VIOLATION,
+        MESSAGE_TOO_BIG,
+        INTERNAL_ERROR,
+        REPLACED,
+        TIMEOUT,
+        UNSUPPORTED_VERSION,
+        TOO_SLOW,
     ] {
-        assert!(DOC.contains(&format!("| {code} |")), "close code {code} missing");
+        assert!(
+            DOC.contains(&format!("| {code} |")),
+            "close code {code} missing"
+        );
     }
 }
 
@@ -88,12 +118,26 @@ fn documented_limits_match_the_code() {
     use natter_proto::limits::*;
     assert_eq!(MAX_MESSAGE_BYTES, 65_536);
     assert!(DOC.contains("64 KiB (65,536 bytes)"));
-    assert!(DOC.contains(&format!("{MESSAGES_PER_SECOND} per second sustained, bursts of {MESSAGE_BURST}")));
-    assert!(DOC.contains(&format!("| dropped messages per socket | {FLOOD_TOLERANCE} |")));
-    assert!(DOC.contains(&format!("| {} s | close 4001 |", HANDSHAKE_TIMEOUT.as_secs())));
-    assert!(DOC.contains(&format!("| {} s | close 4001; the server pings every {} s", IDLE_TIMEOUT.as_secs(), PING_INTERVAL.as_secs())));
+    assert!(DOC.contains(&format!(
+        "{MESSAGES_PER_SECOND} per second sustained, bursts of {MESSAGE_BURST}"
+    )));
+    assert!(DOC.contains(&format!(
+        "| dropped messages per socket | {FLOOD_TOLERANCE} |"
+    )));
+    assert!(DOC.contains(&format!(
+        "| {} s | close 4001 |",
+        HANDSHAKE_TIMEOUT.as_secs()
+    )));
+    assert!(DOC.contains(&format!(
+        "| {} s | close 4001; the server pings every {} s",
+        IDLE_TIMEOUT.as_secs(),
+        PING_INTERVAL.as_secs()
+    )));
     assert!(DOC.contains(&format!("| people in a pair room | {PAIR_ROOM_CAPACITY} |")));
-    assert!(DOC.contains(&format!("| reconnect grace | {} s", DEFAULT_RECONNECT_GRACE.as_secs())));
+    assert!(DOC.contains(&format!(
+        "| reconnect grace | {} s",
+        DEFAULT_RECONNECT_GRACE.as_secs()
+    )));
     assert!(DOC.contains(&format!("exactly {ROOM_ID_LEN} characters")));
     assert!(DOC.contains(&format!("{PEER_ID_MIN_LEN}–{PEER_ID_MAX_LEN} characters")));
     assert!(DOC.contains(&format!("1–{NAME_MAX_CHARS} Unicode characters")));

@@ -93,7 +93,9 @@ pub struct Joined {
 enum Presence {
     Connected(SessionId),
     /// The socket dropped; the place is kept until the deadline.
-    Away { until: Instant },
+    Away {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +278,12 @@ impl Room {
     ///
     /// A peer within its grace period has no socket to deliver to, so the payload is dropped with
     /// [`ErrorCode::UnknownPeer`]; the sender renegotiates when the peer returns.
-    pub fn signal(&mut self, session: SessionId, to: &PeerId, payload: Value) -> Result<(), ErrorCode> {
+    pub fn signal(
+        &mut self,
+        session: SessionId,
+        to: &PeerId,
+        payload: Value,
+    ) -> Result<(), ErrorCode> {
         let from_index = self
             .position_of_session(session)
             .ok_or(ErrorCode::NotJoined)?;

@@ -20,7 +20,12 @@ pub struct Config {
     /// STUN or TURN URL handed to browsers for connecting peer to peer (repeatable, or
     /// comma-separated in the environment), e.g. `stun:stun.example.org:3478`. None by default:
     /// browsers on the same network connect without one.
-    #[arg(long = "ice-server", env = "NATTER_ICE_SERVERS", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "ice-server",
+        env = "NATTER_ICE_SERVERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub ice_servers: Vec<String>,
 
     /// Seconds a person whose connection dropped keeps their place in a room before the others

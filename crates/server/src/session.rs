@@ -162,7 +162,10 @@ async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
 
 impl Session {
     async fn reply(&self, socket: &mut WebSocket, message: &ServerMessage) -> Option<End> {
-        send(socket, text(message)).await.err().map(|()| End::Dropped)
+        send(socket, text(message))
+            .await
+            .err()
+            .map(|()| End::Dropped)
     }
 
     async fn reply_error(&self, socket: &mut WebSocket, code: ErrorCode) -> Option<End> {
@@ -176,7 +179,10 @@ impl Session {
             self.dropped_messages += 1;
             if self.dropped_messages > FLOOD_TOLERANCE {
                 tracing::info!(session = self.id.0, "closing a flooding socket");
-                return Some(End::Close(close::POLICY_VIOLATION, Some(ErrorCode::RateLimited)));
+                return Some(End::Close(
+                    close::POLICY_VIOLATION,
+                    Some(ErrorCode::RateLimited),
+                ));
             }
             let quiet = self
                 .last_rate_error
@@ -198,10 +204,12 @@ impl Session {
             }
         };
         match (message, &self.stage) {
-            (ClientMessage::Hello { version }, _) if version != PROTOCOL_VERSION => Some(End::Close(
-                close::UNSUPPORTED_VERSION,
-                Some(ErrorCode::UnsupportedVersion),
-            )),
+            (ClientMessage::Hello { version }, _) if version != PROTOCOL_VERSION => {
+                Some(End::Close(
+                    close::UNSUPPORTED_VERSION,
+                    Some(ErrorCode::UnsupportedVersion),
+                ))
+            }
             (ClientMessage::Hello { .. }, stage) => {
                 if matches!(stage, Stage::AwaitingHello) {
                     self.stage = Stage::Ready;
@@ -279,4 +287,3 @@ impl Session {
         }
     }
 }
-

@@ -26,7 +26,11 @@ pub(crate) async fn security_headers(mut response: Response) -> Response {
     let set = |headers: &mut HeaderMap, name, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
-    set(headers, header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        CONTENT_SECURITY_POLICY,
+    );
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // A room link is the key to the room: never leak it to another site through Referer.
     set(headers, header::REFERRER_POLICY, "no-referrer");
@@ -69,7 +73,10 @@ pub(crate) fn asset(path: &str, request_headers: &HeaderMap) -> Response {
         return builder.body(Body::empty()).unwrap_or_default();
     }
     builder
-        .header(header::CONTENT_TYPE, content_type(path, file.metadata.mimetype()))
+        .header(
+            header::CONTENT_TYPE,
+            content_type(path, file.metadata.mimetype()),
+        )
         .body(Body::from(file.data.into_owned()))
         .unwrap_or_default()
 }

@@ -1,0 +1,92 @@
+// Time from opening a room link to "Connected" for the second person, over repeated joins, beside
+// a baseline from the same browser: two RTCPeerConnections in one page signalled in memory (the
+// floor for WebRTC set-up on this machine, without page load or server round trips).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, newPerson, startServer, statusOf } from './harness.mjs';
+
+const JOINS = Number(process.env.NATTER_JOINS ?? 10);
+
+/** @type {Awaited<ReturnType<typeof startServer>>} */
+let server;
+/** @type {import('playwright-core').Browser} */
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** @param {number[]} values */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** In-page baseline: ms from creating two connections to their data channel opening. */
+async function baselineOnce() {
+  const person = await newPerson(browser, server.url);
+  await person.page.goto('/healthz');
+  const ms = await person.page.evaluate(async () => {
+    const start = performance.now();
+    const a = new RTCPeerConnection();
+    const b = new RTCPeerConnection();
+    a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
+    b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
+    const channel = a.createDataChannel('chat', { negotiated: true, id: 0 });
+    b.createDataChannel('chat', { negotiated: true, id: 0 });
+    const open = new Promise((resolve) => (channel.onopen = resolve));
+    await a.setLocalDescription();
+    await b.setRemoteDescription(/** @type {RTCSessionDescription} */ (a.localDescription));
+    await b.setLocalDescription();
+    await a.setRemoteDescription(/** @type {RTCSessionDescription} */ (b.localDescription));
+    await open;
+    const elapsed = performance.now() - start;
+    a.close();
+    b.close();
+    return elapsed;
+  });
+  await person.context.close();
+  return ms;
+}
+
+test(`time to Connected for the second person, median of ${JOINS} joins`, async (t) => {
+  /** @type {number[]} */
+  const joins = [];
+  /** @type {number[]} */
+  const baselines = [];
+  for (let i = 0; i < JOINS; i += 1) {
+    const ann = await newPerson(browser, server.url);
+    await ann.page.goto('/');
+    await ann.page.getByRole('button', { name: 'Create room' }).click();
+    await statusOf(ann.page).filter({ hasText: /^Waiting for the other person…$/ }).waitFor();
+    const bob = await newPerson(browser, server.url);
+    await bob.page.goto(ann.page.url());
+    await statusOf(bob.page).filter({ hasText: /^Connected$/ }).waitFor({ timeout: 10_000 });
+    // Milliseconds from the start of navigation to the first "Connected", marked by the page.
+    const connectedAt = await bob.page.evaluate(() => performance.getEntriesByName('natter:connected')[0]?.startTime);
+    assert.equal(typeof connectedAt, 'number');
+    joins.push(/** @type {number} */ (connectedAt));
+    await ann.context.close();
+    await bob.context.close();
+    baselines.push(await baselineOnce());
+  }
+  const joinMedian = median(joins);
+  const baselineMedian = median(baselines);
+  const report = [
+    `open link → Connected: median ${joinMedian.toFixed(0)} ms over ${JOINS} joins (min ${Math.min(...joins).toFixed(0)}, max ${Math.max(...joins).toFixed(0)})`,
+    `baseline, two RTCPeerConnections in one page: median ${baselineMedian.toFixed(0)} ms`,
+    `ratio: ${(joinMedian / baselineMedian).toFixed(1)}×`,
+  ];
+  for (const line of report) t.diagnostic(line);
+  console.log(report.join('\n'));
+  // A loose bound that still catches a broken fast path (e.g. waiting for ICE gathering or a retry).
+  assert.ok(joinMedian < 2000, `median ${joinMedian} ms`);
+});

@@ -1,0 +1,86 @@
+// Shared test harness: starts the natter binary on a free port and drives Debian's Chromium.
+// Run inside ../shared/netns-run (see scripts/test): Chromium then has a private network.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+/** The server binary under test; scripts/test builds it. */
+export const NATTER_BIN = process.env.NATTER_BIN ?? `${repo}target/debug/natter`;
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+];
+
+/**
+ * Starts natter and resolves once it prints its URL.
+ * @param {{ listen?: string, args?: string[] }} [options]
+ */
+export async function startServer(options = {}) {
+  const child = spawn(NATTER_BIN, ['--listen', options.listen ?? '127.0.0.1:0', ...(options.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`natter did not start: ${stderr}`)), 10_000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const match = /Open (http:\/\/\S+?)\/? in a browser/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`natter exited with ${code}: ${stderr}`)));
+  });
+  return {
+    url: /** @type {string} */ (url),
+    child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+/** @param {string[]} [extraArgs] */
+export function launchBrowser(extraArgs = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
+}
+
+/**
+ * One person: a fresh browser context (own storage, own identity) with one page.
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} baseUrl
+ */
+export async function newPerson(browser, baseUrl) {
+  const context = await browser.newContext({ baseURL: baseUrl });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: baseUrl });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+  return { context, page, problems };
+}
+
+/** @param {import('playwright-core').Page} page */
+export const statusOf = (page) => page.getByRole('status');

@@ -2,26 +2,13 @@
 // a baseline from the same browser: two RTCPeerConnections in one page signalled in memory (the
 // floor for WebRTC set-up on this machine, without page load or server round trips).
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, newPerson, startServer, statusOf } from './harness.mjs';
+import { newPerson, serverAndBrowser, startServer, statusOf } from './harness.mjs';
 
 const JOINS = Number(process.env.NATTER_JOINS ?? 10);
 
-/** @type {Awaited<ReturnType<typeof startServer>>} */
-let server;
-/** @type {import('playwright-core').Browser} */
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = serverAndBrowser();
 
 /** @param {number[]} values */
 function median(values) {
@@ -32,7 +19,7 @@ function median(values) {
 
 /** In-page baseline: ms from creating two connections to their data channel opening. */
 async function baselineOnce() {
-  const person = await newPerson(browser, server.url);
+  const person = await newPerson(shared.browser, shared.server.url);
   await person.page.goto('/healthz');
   const ms = await person.page.evaluate(async () => {
     const start = performance.now();
@@ -63,11 +50,11 @@ test(`time to Connected for the second person, median of ${JOINS} joins`, async 
   /** @type {number[]} */
   const baselines = [];
   for (let i = 0; i < JOINS; i += 1) {
-    const ann = await newPerson(browser, server.url);
+    const ann = await newPerson(shared.browser, shared.server.url);
     await ann.page.goto('/');
     await ann.page.getByRole('button', { name: 'Create room' }).click();
     await statusOf(ann.page).filter({ hasText: /^Waiting for the other person…$/ }).waitFor();
-    const bob = await newPerson(browser, server.url);
+    const bob = await newPerson(shared.browser, shared.server.url);
     await bob.page.goto(ann.page.url());
     await statusOf(bob.page).filter({ hasText: /^Connected$/ }).waitFor({ timeout: 10_000 });
     // Milliseconds from the start of navigation to the first "Connected", marked by the page.

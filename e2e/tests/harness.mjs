@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -84,3 +85,21 @@ export async function newPerson(browser, baseUrl) {
 
 /** @param {import('playwright-core').Page} page */
 export const statusOf = (page) => page.getByRole('status');
+
+/**
+ * Registers before/after hooks that start one server and one browser for a test file.
+ * @returns {{ server: Awaited<ReturnType<typeof startServer>>, browser: import('playwright-core').Browser }}
+ *   filled in once the hooks have run (read its fields inside tests, not at module level)
+ */
+export function serverAndBrowser() {
+  const shared = /** @type {any} */ ({});
+  before(async () => {
+    shared.server = await startServer();
+    shared.browser = await launchBrowser();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.server?.stop();
+  });
+  return shared;
+}

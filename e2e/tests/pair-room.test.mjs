@@ -1,26 +1,13 @@
 // Two people in a pair room, as a person would use it: create, share, connect, chat, reload,
 // survive a server restart; a third person finds the room full.
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, newPerson, startServer, statusOf } from './harness.mjs';
+import { newPerson, serverAndBrowser, startServer, statusOf } from './harness.mjs';
 
 const CONNECTED = /^Connected$/;
 
-/** @type {Awaited<ReturnType<typeof startServer>>} */
-let server;
-/** @type {import('playwright-core').Browser} */
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const shared = serverAndBrowser();
 
 /** @param {import('playwright-core').Page} page @param {RegExp | string} text */
 async function expectStatus(page, text, timeout = 10_000) {
@@ -60,7 +47,7 @@ function rejoinedSignaling(page) {
 
 /** Ann creates a room from the home page and copies its link with "Share link". */
 async function createRoom() {
-  const ann = await newPerson(browser, server.url);
+  const ann = await newPerson(shared.browser, shared.server.url);
   await ann.page.goto('/');
   await ann.page.getByRole('button', { name: 'Create room' }).click();
   await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
@@ -74,7 +61,7 @@ async function createRoom() {
 
 async function connectedPair() {
   const { ann, link } = await createRoom();
-  const bob = await newPerson(browser, server.url);
+  const bob = await newPerson(shared.browser, shared.server.url);
   await bob.page.goto(link);
   await expectStatus(bob.page, CONNECTED);
   await expectStatus(ann.page, CONNECTED);
@@ -115,7 +102,7 @@ describe('pair room', () => {
 
   test('a third person sees "This room is full" and the pair stays connected', async () => {
     const { ann, bob, link } = await connectedPair();
-    const eve = await newPerson(browser, server.url);
+    const eve = await newPerson(shared.browser, shared.server.url);
     await eve.page.goto(link);
     await expectStatus(eve.page, 'This room is full');
     assert.equal(await eve.page.getByRole('button', { name: 'Send' }).isDisabled(), true);
@@ -147,10 +134,23 @@ describe('pair room', () => {
     await bob.context.close();
   });
 
+  test('opening the room in a second tab moves you there and the first tab says so', async () => {
+    const { ann, bob, link } = await connectedPair();
+    const secondTab = await bob.context.newPage();
+    await secondTab.goto(link);
+    await expectStatus(secondTab, CONNECTED);
+    await expectStatus(bob.page, 'This room is open in another tab or window');
+    await expectStatus(ann.page, CONNECTED);
+    await send(ann.page, 'which tab?');
+    await expectMessage(secondTab, 'which tab?');
+    await ann.context.close();
+    await bob.context.close();
+  });
+
   test('a restarted server reconnects both people without a reload', async () => {
     const own = await startServer();
-    const ann = await newPerson(browser, own.url);
-    const bob = await newPerson(browser, own.url);
+    const ann = await newPerson(shared.browser, own.url);
+    const bob = await newPerson(shared.browser, own.url);
     await ann.page.goto('/');
     await ann.page.getByRole('button', { name: 'Create room' }).click();
     await ann.page.waitForURL(/\/r\//);
@@ -164,7 +164,7 @@ describe('pair room', () => {
     await send(ann.page, 'server is down');
     await expectMessage(bob.page, 'server is down');
     const restarted = await startServer({ listen: address });
-    const carol = await newPerson(browser, restarted.url);
+    const carol = await newPerson(shared.browser, restarted.url);
     try {
       // Both rejoin on their own, with no reload anywhere: then the room is full for a newcomer.
       await Promise.all(rejoined);
@@ -183,7 +183,7 @@ describe('pair room', () => {
   test('while the server is unreachable a newcomer sees it retrying, then connects', async () => {
     const own = await startServer();
     const address = new URL(own.url).host;
-    const ann = await newPerson(browser, own.url);
+    const ann = await newPerson(shared.browser, own.url);
     await ann.page.goto('/');
     await ann.page.getByRole('button', { name: 'Create room' }).click();
     await ann.page.waitForURL(/\/r\//);
@@ -194,7 +194,7 @@ describe('pair room', () => {
     const restarted = await startServer({ listen: address });
     try {
       await expectStatus(ann.page, 'Waiting for the other person…', 15_000);
-      const bob = await newPerson(browser, restarted.url);
+      const bob = await newPerson(shared.browser, restarted.url);
       await bob.page.goto(link);
       await expectStatus(bob.page, CONNECTED);
       await expectStatus(ann.page, CONNECTED);
@@ -208,14 +208,14 @@ describe('pair room', () => {
 
 describe('home page', () => {
   test('a pasted room link or id opens the room; anything else is explained', async () => {
-    const person = await newPerson(browser, server.url);
+    const person = await newPerson(shared.browser, shared.server.url);
     await person.page.goto('/');
     const field = person.page.getByRole('textbox', { name: 'Room link or id' });
     await field.fill('https://example.org/not-a-room');
     await person.page.getByRole('button', { name: 'Open room' }).click();
     await person.page.getByRole('alert').filter({ hasText: 'That is not a Natter room link' }).waitFor();
     assert.match(person.page.url(), /\/$/);
-    await field.fill(`${server.url}/r/AAAAAAAAAAAAAAAAAAAAAA`);
+    await field.fill(`${shared.server.url}/r/AAAAAAAAAAAAAAAAAAAAAA`);
     await person.page.getByRole('button', { name: 'Open room' }).click();
     await person.page.waitForURL(/\/r\/AAAAAAAAAAAAAAAAAAAAAA$/);
     await expectStatus(person.page, 'Waiting for the other person…');
@@ -224,7 +224,7 @@ describe('home page', () => {
   });
 
   test('the page runs under the strict Content-Security-Policy without violations', async () => {
-    const person = await newPerson(browser, server.url);
+    const person = await newPerson(shared.browser, shared.server.url);
     /** @type {string[]} */
     const violations = [];
     await person.page.exposeFunction('reportViolation', (/** @type {string} */ v) => violations.push(v));

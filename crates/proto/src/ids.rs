@@ -27,6 +27,31 @@ pub enum IdError {
     Name,
 }
 
+/// The parts every validated text newtype shares: read access, conversion back to `String`
+/// (which serde uses to serialize), and `Display`. Construction is each type's own `TryFrom`.
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl $name {
+            /// The value as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 fn is_url_safe(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -40,13 +65,6 @@ fn is_url_safe(s: &str) -> bool {
 #[serde(try_from = "String", into = "String")]
 pub struct RoomId(String);
 
-impl RoomId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl TryFrom<String> for RoomId {
     type Error = IdError;
     fn try_from(value: String) -> Result<Self, IdError> {
@@ -58,29 +76,12 @@ impl TryFrom<String> for RoomId {
     }
 }
 
-impl From<RoomId> for String {
-    fn from(value: RoomId) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for RoomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(RoomId);
 
 /// The id a client chose for itself; stable across reloads of the same browser profile.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PeerId(String);
-
-impl PeerId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 impl TryFrom<String> for PeerId {
     type Error = IdError;
@@ -93,17 +94,7 @@ impl TryFrom<String> for PeerId {
     }
 }
 
-impl From<PeerId> for String {
-    fn from(value: PeerId) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(PeerId);
 
 /// A person's display name, as others see it.
 ///
@@ -112,13 +103,6 @@ impl fmt::Display for PeerId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DisplayName(String);
-
-impl DisplayName {
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 fn is_forbidden_in_name(c: char) -> bool {
     c.is_control()
@@ -146,17 +130,7 @@ impl TryFrom<String> for DisplayName {
     }
 }
 
-impl From<DisplayName> for String {
-    fn from(value: DisplayName) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for DisplayName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(DisplayName);
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,17 @@ fn pair() -> (Room, Instant) {
     (Room::new(RoomPolicy::pair(GRACE)), Instant::now())
 }
 
+/// A pair room with Ann (session 1) and Bob (session 2) in it, announcements already drained.
+fn ann_and_bob() -> (Room, Instant) {
+    let (mut room, now) = pair();
+    room.join(now, SessionId(1), peer("ann"), name("Ann"))
+        .unwrap();
+    room.join(now, SessionId(2), peer("bob"), name("Bob"))
+        .unwrap();
+    drain(&mut room);
+    (room, now)
+}
+
 #[test]
 fn first_joiner_sees_an_empty_room() {
     let (mut room, now) = pair();
@@ -65,12 +76,7 @@ fn second_joiner_sees_the_first_and_the_first_is_told() {
 
 #[test]
 fn third_joiner_of_a_pair_room_is_refused() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     assert_eq!(
         room.join(now, SessionId(3), peer("eve"), name("Eve")),
         Err(ErrorCode::RoomFull)
@@ -84,12 +90,7 @@ fn third_joiner_of_a_pair_room_is_refused() {
 
 #[test]
 fn leave_tells_the_other_at_once_and_frees_the_place() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     assert!(room.leave(SessionId(2)));
     assert_eq!(
         drain(&mut room),
@@ -110,12 +111,7 @@ fn leave_tells_the_other_at_once_and_frees_the_place() {
 
 #[test]
 fn a_dropped_peer_keeps_its_place_silently_within_the_grace_period() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
     assert_eq!(room.poll_timeout(), Some(now + GRACE));
     room.handle_timeout(now + GRACE - Duration::from_millis(1));
@@ -153,12 +149,7 @@ fn a_dropped_peer_keeps_its_place_silently_within_the_grace_period() {
 
 #[test]
 fn a_dropped_peer_that_does_not_return_is_announced_as_timed_out() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
     room.handle_timeout(now + GRACE);
     assert_eq!(
@@ -176,12 +167,7 @@ fn a_dropped_peer_that_does_not_return_is_announced_as_timed_out() {
 
 #[test]
 fn a_join_after_the_grace_expired_counts_as_new_even_without_a_timer_tick() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
     let later = now + GRACE + Duration::from_secs(1);
     let joined = room
@@ -208,12 +194,7 @@ fn a_join_after_the_grace_expired_counts_as_new_even_without_a_timer_tick() {
 
 #[test]
 fn a_second_session_with_the_same_peer_id_replaces_the_first() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     let joined = room
         .join(now, SessionId(5), peer("bob"), name("Bob"))
         .unwrap();
@@ -235,12 +216,7 @@ fn a_second_session_with_the_same_peer_id_replaces_the_first() {
 
 #[test]
 fn rejoining_under_a_new_name_announces_the_rename() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
     room.join(now, SessionId(3), peer("bob"), name("Robert"))
         .unwrap();
@@ -258,12 +234,7 @@ fn rejoining_under_a_new_name_announces_the_rename() {
 
 #[test]
 fn rename_is_announced_to_the_others_only() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     room.rename(SessionId(1), name("Annie")).unwrap();
     assert_eq!(
         drain(&mut room),
@@ -288,12 +259,7 @@ fn rename_is_announced_to_the_others_only() {
 
 #[test]
 fn signal_is_relayed_to_the_addressee_with_the_sender_id() {
-    let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
-    drain(&mut room);
+    let (mut room, now) = ann_and_bob();
     let payload = serde_json::json!({"description": {"type": "offer", "sdp": "v=0"}});
     room.signal(SessionId(2), &peer("ann"), payload.clone())
         .unwrap();

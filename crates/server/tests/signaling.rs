@@ -1,0 +1,907 @@
+//! End-to-end behaviour of the signaling server, as a client observes it: every test starts its
+//! own server in-process on an ephemeral port and talks to it over real sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use natter_proto::limits::{FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST};
+use natter_server::Config;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use support::{
+    ANN, BOB, CAT, Client, DAN, Event, OTHER_ROOM, ROOM, Server, assert_error, http_get, pair,
+};
+
+/// Long enough for a message that is not coming to have arrived on loopback.
+const QUIET: Duration = Duration::from_millis(300);
+
+// ---------------------------------------------------------------------------------------------
+// Handshake
+
+#[tokio::test]
+async fn hello_is_answered_with_protocol_version_1() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.send(json!({"type": "hello", "version": 1})).await;
+    let reply = client.recv().await;
+    assert_eq!(reply["type"], "hello");
+    assert_eq!(reply["version"], 1);
+    let software = reply["server"].as_str().unwrap();
+    assert!(software.starts_with("natter/"), "{reply}");
+}
+
+#[tokio::test]
+async fn an_unsupported_version_gets_unsupported_version_and_close_4002() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.send(json!({"type": "hello", "version": 2})).await;
+    client.expect_error("unsupported-version").await;
+    client.expect_close(4002).await;
+}
+
+#[tokio::test]
+async fn join_before_hello_gets_hello_required_and_the_socket_stays_usable() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client
+        .send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann"}))
+        .await;
+    client.expect_error("hello-required").await;
+    // Nothing was joined: after hello the same join goes through.
+    let welcome = client.enter(ROOM, ANN, "Ann").await;
+    assert_eq!(welcome["peers"], json!([]));
+}
+
+#[tokio::test]
+async fn rename_signal_and_leave_before_join_get_not_joined() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    client.send(json!({"type": "rename", "name": "Ann"})).await;
+    client.expect_error("not-joined").await;
+    client.signal(BOB, json!({"conn": "x"})).await;
+    client.expect_error("not-joined").await;
+    client.send(json!({"type": "leave"})).await;
+    client.expect_error("not-joined").await;
+    client.expect_alive().await;
+}
+
+#[tokio::test]
+async fn joining_twice_gets_already_joined_and_keeps_the_first_place() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let second = ann.join(OTHER_ROOM, CAT, "Cat").await;
+    assert_error(&second, "already-joined");
+    let again = ann.join(ROOM, ANN, "Ann").await;
+    assert_error(&again, "already-joined");
+    // Ann is still Ann in the first room, and Bob heard nothing about it.
+    bob.expect_silence(QUIET).await;
+    ann.signal(BOB, json!("still here")).await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "signal", "from": ANN, "payload": "still here"})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rooms
+
+#[tokio::test]
+async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
+    let mut config = Config::for_tests();
+    config.ice_servers = vec!["stun:stun.example.org:3478".into()];
+    let server = Server::start_with(config).await;
+
+    let mut ann = server.client().await;
+    ann.hello().await;
+    let welcome = ann.join(ROOM, ANN, "Ann").await;
+    assert_eq!(
+        welcome,
+        json!({
+            "type": "welcome",
+            "room": ROOM,
+            "peer": ANN,
+            "kind": "pair",
+            "capacity": 2,
+            "peers": [],
+            "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
+            "resumed": false,
+        })
+    );
+
+    let mut bob = server.client().await;
+    bob.hello().await;
+    let welcome = bob.join(ROOM, BOB, "Bob").await;
+    assert_eq!(
+        welcome,
+        json!({
+            "type": "welcome",
+            "room": ROOM,
+            "peer": BOB,
+            "kind": "pair",
+            "capacity": 2,
+            "peers": [{"peer": ANN, "name": "Ann"}],
+            "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
+            "resumed": false,
+        })
+    );
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-joined", "peer": BOB, "name": "Bob"})
+    );
+    bob.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn names_are_trimmed_before_others_see_them() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.enter(ROOM, ANN, "  Ann  ").await;
+    let mut bob = server.client().await;
+    let welcome = bob.enter(ROOM, BOB, "Bob").await;
+    assert_eq!(welcome["peers"], json!([{"peer": ANN, "name": "Ann"}]));
+}
+
+#[tokio::test]
+async fn a_third_peer_gets_room_full_and_its_socket_stays_open() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let mut cat = server.client().await;
+    cat.hello().await;
+    let refused = cat.join(ROOM, CAT, "Cat").await;
+    assert_error(&refused, "room-full");
+    cat.expect_alive().await;
+    // The refused join left no trace: nobody was told, and Cat can use another room.
+    ann.expect_silence(QUIET).await;
+    bob.expect_silence(Duration::ZERO).await;
+    let welcome = cat.join(OTHER_ROOM, CAT, "Cat").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["peers"], json!([]));
+}
+
+#[tokio::test]
+async fn a_signal_reaches_its_addressee_unchanged_with_the_sender_set() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\n".repeat(100);
+    let payload = json!({
+        "conn": "b1Xc9Rt2",
+        "description": {"type": "offer", "sdp": sdp},
+        "candidate": null,
+        "nested": [1, -2, 3.5, true, false, null, {"deep": ["é", "🦊", "\u{202e}", "\"quoted\"\\"]}],
+        "big": 9_007_199_254_740_993_u64,
+        "empty": {},
+    });
+    // The text of the payload as sent; the relayed frame must carry exactly these bytes.
+    let payload_text = payload.to_string();
+    ann.send_text(format!(
+        r#"{{"type":"signal","to":"{BOB}","payload":{payload_text}}}"#
+    ))
+    .await;
+    let relayed = bob.recv().await;
+    assert_eq!(
+        relayed,
+        json!({"type": "signal", "from": ANN, "payload": payload})
+    );
+    assert_eq!(relayed["payload"].to_string(), payload_text);
+    ann.expect_silence(QUIET).await;
+
+    // And back the other way, with a payload that is not an object.
+    bob.signal(ANN, json!([1, "two"])).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "signal", "from": BOB, "payload": [1, "two"]})
+    );
+}
+
+#[tokio::test]
+async fn a_signal_to_a_peer_not_in_the_room_gets_unknown_peer() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    // Dan exists, but in another room.
+    let mut dan = server.client().await;
+    dan.enter(OTHER_ROOM, DAN, "Dan").await;
+
+    ann.signal(CAT, json!({"conn": "x"})).await;
+    ann.expect_error("unknown-peer").await;
+    ann.signal(DAN, json!({"conn": "x"})).await;
+    ann.expect_error("unknown-peer").await;
+    ann.signal(ANN, json!({"conn": "to myself"})).await;
+    ann.expect_error("unknown-peer").await;
+    bob.expect_silence(QUIET).await;
+    dan.expect_silence(Duration::ZERO).await;
+    ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn a_rename_is_announced_to_the_other_peer_and_an_invalid_name_is_refused() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    ann.send(json!({"type": "rename", "name": "Ada"})).await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "peer-renamed", "peer": ANN, "name": "Ada"})
+    );
+    ann.send(json!({"type": "rename", "name": "x".repeat(49)}))
+        .await;
+    ann.expect_error("invalid-name").await;
+    ann.send(json!({"type": "rename", "name": "  "})).await;
+    ann.expect_error("invalid-name").await;
+    bob.expect_silence(QUIET).await;
+    // The accepted name is the one a newcomer sees.
+    bob.send(json!({"type": "leave"})).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": "left"})
+    );
+    let mut cat = server.client().await;
+    let welcome = cat.enter(ROOM, CAT, "Cat").await;
+    assert_eq!(welcome["peers"], json!([{"peer": ANN, "name": "Ada"}]));
+}
+
+#[tokio::test]
+async fn leave_announces_peer_left_at_once_and_frees_the_place() {
+    // The default grace is 30 s: a leave must not wait for it.
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let started = Instant::now();
+    bob.send(json!({"type": "leave"})).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": "left"})
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Leave has no answer.
+    bob.expect_silence(QUIET).await;
+
+    let mut cat = server.client().await;
+    let welcome = cat.enter(ROOM, CAT, "Cat").await;
+    assert_eq!(welcome["peers"], json!([{"peer": ANN, "name": "Ann"}]));
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-joined", "peer": CAT, "name": "Cat"})
+    );
+    // The socket that left may join again (the room is full now, so another one).
+    let welcome = bob.join(OTHER_ROOM, BOB, "Bob").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+#[tokio::test]
+async fn a_peer_that_reconnects_within_the_grace_resumes_its_place_and_nobody_is_told() {
+    let mut config = Config::for_tests();
+    config.reconnect_grace = 1;
+    let server = Server::start_with(config).await;
+    let (mut ann, bob) = pair(&server, ROOM).await;
+    drop(bob);
+    support::wait_until_away(&mut ann, BOB).await;
+
+    let mut bob = server.client().await;
+    bob.hello().await;
+    let welcome = bob.join(ROOM, BOB, "Bob").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    assert_eq!(welcome["peers"], json!([{"peer": ANN, "name": "Ann"}]));
+    // Neither a peer-left nor a peer-joined, not even once the original grace has run out.
+    ann.expect_silence(Duration::from_millis(1300)).await;
+    // The place is really Bob's again: signals reach the new socket.
+    ann.signal(BOB, json!({"conn": "again"})).await;
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "signal", "from": ANN, "payload": {"conn": "again"}})
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_return_within_the_grace_is_announced_timed_out() {
+    let mut config = Config::for_tests();
+    config.reconnect_grace = 1;
+    let server = Server::start_with(config).await;
+    let (mut ann, bob) = pair(&server, ROOM).await;
+    let dropped = Instant::now();
+    drop(bob);
+
+    // While the place is kept Bob is unreachable, and his place still counts: the room is full.
+    support::wait_until_away(&mut ann, BOB).await;
+    let mut cat = server.client().await;
+    cat.hello().await;
+    assert_error(&cat.join(ROOM, CAT, "Cat").await, "room-full");
+
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": "timed-out"})
+    );
+    let waited = dropped.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "peer-left came {waited:?} after the drop"
+    );
+    // Now the place is free.
+    let welcome = cat.join(ROOM, CAT, "Cat").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["resumed"], false);
+}
+
+#[tokio::test]
+async fn a_second_session_with_the_same_peer_id_replaces_the_first() {
+    let server = Server::start().await;
+    let (mut ann, mut old_bob) = pair(&server, ROOM).await;
+    let mut new_bob = server.client().await;
+    new_bob.hello().await;
+    let welcome = new_bob.join(ROOM, BOB, "Bob").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["resumed"], true);
+    assert_eq!(welcome["peers"], json!([{"peer": ANN, "name": "Ann"}]));
+
+    old_bob.expect_error("replaced").await;
+    old_bob.expect_close(4000).await;
+    ann.expect_silence(QUIET).await;
+    ann.signal(BOB, json!("hi")).await;
+    assert_eq!(
+        new_bob.recv().await,
+        json!({"type": "signal", "from": ANN, "payload": "hi"})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+#[tokio::test]
+async fn every_malformed_message_gets_its_own_error_and_the_socket_stays_usable() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    let join = |room: &str, peer: &str, name: &str| {
+        json!({"type": "join", "room": room, "peer": peer, "name": name}).to_string()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (join("short", ANN, "Ann"), "invalid-room-id"),
+        (join(&format!("{ROOM}A"), ANN, "Ann"), "invalid-room-id"),
+        (
+            join("room/AAAAAAAAAAAAAAAA+A", ANN, "Ann"),
+            "invalid-room-id",
+        ),
+        (join(&ROOM.replace('A', "é"), ANN, "Ann"), "invalid-room-id"),
+        (join(ROOM, &"p".repeat(15), "Ann"), "invalid-peer-id"),
+        (join(ROOM, &"p".repeat(65), "Ann"), "invalid-peer-id"),
+        (join(ROOM, "peer with spaces!", "Ann"), "invalid-peer-id"),
+        (join(ROOM, ANN, ""), "invalid-name"),
+        (join(ROOM, ANN, &"n".repeat(49)), "invalid-name"),
+        (join(ROOM, ANN, "evil\u{202e}gpj.exe"), "invalid-name"),
+        (join(ROOM, ANN, "two\nlines"), "invalid-name"),
+        ("not json".to_owned(), "bad-message"),
+        (String::new(), "bad-message"),
+        ("[1, 2]".to_owned(), "bad-message"),
+        (r#""hello""#.to_owned(), "bad-message"),
+        (r#"{"type": "teleport"}"#.to_owned(), "bad-message"),
+        (r#"{"version": 1}"#.to_owned(), "bad-message"),
+        (r#"{"type": 7}"#.to_owned(), "bad-message"),
+        (r#"{"type": "hello"}"#.to_owned(), "bad-message"),
+        (
+            r#"{"type": "hello", "version": "1"}"#.to_owned(),
+            "bad-message",
+        ),
+        (
+            format!(r#"{{"type": "join", "room": "{ROOM}"}}"#),
+            "bad-message",
+        ),
+        (
+            format!(r#"{{"type": "join", "room": "{ROOM}", "peer": "{ANN}", "name": 5}}"#),
+            "bad-message",
+        ),
+        (
+            format!(r#"{{"type": "signal", "to": "{BOB}"}}"#),
+            "bad-message",
+        ),
+        (
+            r#"{"type": "signal", "to": "x", "payload": {}}"#.to_owned(),
+            "invalid-peer-id",
+        ),
+    ];
+    // Each case costs two messages (and hello one): all of it stays within the burst of 60, so
+    // no answer is a rate-limited error instead.
+    assert!(1 + 2 * cases.len() < MESSAGE_BURST as usize);
+    for (text, code) in &cases {
+        client.send_text(text.clone()).await;
+        let reply = client.recv().await;
+        assert_eq!(reply["type"], "error", "{text:?} got {reply}");
+        assert_eq!(reply["code"], *code, "{text:?} got {reply}");
+        client.expect_alive().await;
+    }
+    // None of them entered a room; a valid join still works, and unknown fields are ignored.
+    client
+        .send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann", "extra": [1]}))
+        .await;
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["peer"], ANN);
+}
+
+#[tokio::test]
+async fn error_messages_never_echo_what_the_client_sent() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    let secret = "my-secret-room-name-that-is-long";
+    client
+        .send(json!({"type": "join", "room": secret, "peer": ANN, "name": "Ann"}))
+        .await;
+    let reply = client.recv().await;
+    assert_error(&reply, "invalid-room-id");
+    assert!(!reply.to_string().contains(secret), "{reply}");
+    client
+        .send(json!({"type": "hello", "version": secret}))
+        .await;
+    let reply = client.recv().await;
+    assert_error(&reply, "bad-message");
+    assert!(!reply.to_string().contains(secret), "{reply}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+#[tokio::test]
+async fn a_text_message_over_64_kib_closes_the_socket_with_1009() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let padding = "x".repeat(MAX_MESSAGE_BYTES);
+    ann.signal(BOB, json!({"sdp": padding})).await;
+    ann.expect_close(1009).await;
+    // Nothing of it was relayed.
+    bob.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_message_of_exactly_64_kib_is_accepted() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    // Unknown fields are ignored, so padding a ping makes a message of any size.
+    let envelope = json!({"type": "ping", "pad": ""}).to_string();
+    let padding = "x".repeat(MAX_MESSAGE_BYTES - envelope.len());
+    let text = json!({"type": "ping", "pad": padding}).to_string();
+    assert_eq!(text.len(), MAX_MESSAGE_BYTES);
+    client.send_text(text).await;
+    assert_eq!(client.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn a_signal_is_relayed_only_if_the_relayed_message_fits_in_64_kib() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    // Numbers written short grow when re-serialized (1e9 becomes 1000000000.0): a frame well
+    // under the limit would make a relayed message far over it.
+    let numbers = vec![json!(1e9); 10_000];
+    let grown = json!({"type": "signal", "to": BOB, "payload": numbers}).to_string();
+    let written_short = grown.replace("1000000000.0", "1e9");
+    assert!(written_short.len() < MAX_MESSAGE_BYTES);
+    ann.send_text(written_short).await;
+    ann.expect_error("bad-message").await;
+    bob.expect_silence(QUIET).await;
+    // The largest payload that fits is relayed, and what Bob receives is within the limit.
+    let padding = "y".repeat(MAX_MESSAGE_BYTES - 200);
+    ann.signal(BOB, json!(padding)).await;
+    let relayed = bob.recv().await;
+    assert_eq!(relayed["payload"], json!(padding));
+    assert!(relayed.to_string().len() <= MAX_MESSAGE_BYTES);
+}
+
+#[tokio::test]
+async fn a_binary_frame_closes_the_socket_with_1003() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    client
+        .send_frame(Message::binary(br#"{"type":"ping"}"#.to_vec()))
+        .await;
+    client.expect_error("bad-message").await;
+    client.expect_close(1003).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_refused_with_503() {
+    let mut config = Config::for_tests();
+    config.max_connections = 1;
+    let server = Server::start_with(config).await;
+    let mut first = server.client().await;
+    first.hello().await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!(
+            "expected HTTP 503, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    first.expect_alive().await;
+}
+
+/// What a flooding client observed, up to and including its close.
+#[derive(Debug)]
+struct Flood {
+    sent: usize,
+    pongs: usize,
+    rate_limited: usize,
+    /// Pongs received before the first `rate-limited` error.
+    pongs_before_first_error: Option<usize>,
+    close: Option<u16>,
+}
+
+/// Sends `count` pings as fast as the socket takes them, then reads everything until the close.
+async fn flood(mut client: Client, count: usize) -> Flood {
+    let ping = json!({"type": "ping"}).to_string();
+    let mut sent = 0;
+    while sent < count && client.try_send_text(&ping).await {
+        sent += 1;
+    }
+    let mut pongs = 0;
+    let mut rate_limited = 0;
+    let mut pongs_before_first_error = None;
+    loop {
+        match client.next_event().await {
+            Event::Message(message) if message == json!({"type": "pong"}) => pongs += 1,
+            Event::Message(message) => {
+                assert_error(&message, "rate-limited");
+                pongs_before_first_error.get_or_insert(pongs);
+                rate_limited += 1;
+            }
+            Event::Closed(close) => {
+                client.finish_close().await;
+                return Flood {
+                    sent,
+                    pongs,
+                    rate_limited,
+                    pongs_before_first_error,
+                    close,
+                };
+            }
+            Event::Ended(why) => panic!(
+                "the flooder's socket ended without a close frame after {sent} pings, \
+                 {pongs} pongs and {rate_limited} errors: {why}"
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_client_is_rate_limited_then_closed_while_other_rooms_carry_on() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, OTHER_ROOM).await;
+    let mut flooder = server.client().await;
+    flooder.enter(ROOM, CAT, "Cat").await;
+
+    // In another room, Ann and Bob negotiate back and forth (within their own rate limit) while
+    // the flood runs; each round trip's start and duration is recorded.
+    let relay = tokio::spawn(async move {
+        let mut rounds = Vec::new();
+        for round in 0..50 {
+            let started = Instant::now();
+            ann.signal(BOB, json!({"round": round})).await;
+            assert_eq!(
+                bob.recv().await,
+                json!({"type": "signal", "from": ANN, "payload": {"round": round}})
+            );
+            bob.signal(ANN, json!({"answer": round})).await;
+            assert_eq!(
+                ann.recv().await,
+                json!({"type": "signal", "from": BOB, "payload": {"answer": round}})
+            );
+            rounds.push((started, started.elapsed()));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        rounds
+    });
+    let flood_started = Instant::now();
+    let observed = flood(flooder, 400).await;
+    let flood_ended = Instant::now();
+    let rounds = relay.await.unwrap();
+
+    let during = rounds
+        .iter()
+        .filter(|(started, took)| *started < flood_ended && *started + *took > flood_started)
+        .count();
+    assert!(during > 0, "no round trip overlapped the flood");
+    let slowest = rounds.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a round trip took {slowest:?} during the flood"
+    );
+
+    // hello and join took two messages of the burst.
+    let burst = MESSAGE_BURST as usize - 2;
+    let needed = burst + FLOOD_TOLERANCE as usize + 1;
+    assert!(observed.sent >= needed, "{observed:?}");
+    // The burst is served, then the excess is refused: errors at most once a second, so only a
+    // handful, the last one just before the close.
+    assert!(
+        observed.pongs >= burst && observed.pongs < needed,
+        "{observed:?}"
+    );
+    assert!(
+        observed
+            .pongs_before_first_error
+            .is_some_and(|pongs| pongs >= burst),
+        "{observed:?}"
+    );
+    assert!((2..=5).contains(&observed.rate_limited), "{observed:?}");
+    assert_eq!(observed.close, Some(1008), "{observed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_says_hello_is_closed_with_4001_after_the_handshake_timeout() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    let connected = tokio::time::Instant::now();
+    match client.next_event_within(Duration::from_secs(60)).await {
+        Some(Event::Closed(code)) => assert_eq!(code, Some(4001)),
+        other => panic!("expected close 4001, got {other:?}"),
+    }
+    assert!(connected.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_millis(100));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+#[tokio::test]
+async fn shutdown_closes_every_client_with_1001_and_serve_returns() {
+    let server = Server::start().await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    let mut idle = server.client().await;
+    let addr = server.addr;
+    let started = Instant::now();
+    let (served, ()) = tokio::join!(server.shutdown(Duration::from_secs(5)), async {
+        for client in [&mut ann, &mut bob, &mut idle] {
+            client.expect_close(1001).await;
+        }
+    });
+    served.unwrap();
+    // Clients that answer the close frame at once are not kept waiting for.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+#[tokio::test]
+async fn healthz_answers_200() {
+    let server = Server::start().await;
+    let response = http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"ok");
+}
+
+#[tokio::test]
+async fn the_home_page_has_a_content_security_policy_without_inline_script() {
+    let server = Server::start().await;
+    let response = http_get(server.addr, "/", &[]).await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        response.headers
+    );
+    let csp = response.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(!csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    let body = String::from_utf8(response.body)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(body.contains("<html"), "{body}");
+}
+
+#[tokio::test]
+async fn a_well_formed_room_link_gets_the_room_page_and_any_other_gets_404() {
+    let server = Server::start().await;
+    let page = http_get(server.addr, &format!("/r/{ROOM}"), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+    );
+    assert!(!page.body.is_empty());
+    for bad in ["/r/not-valid", &format!("/r/{ROOM}A"), "/r/"] {
+        let response = http_get(server.addr, bad, &[]).await;
+        assert_eq!(response.status, 404, "{bad}");
+        // Security headers go on errors too.
+        assert_eq!(
+            response.header("referrer-policy"),
+            Some("no-referrer"),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn files_outside_the_web_client_are_not_served() {
+    let server = Server::start().await;
+    for path in [
+        "/nope.js",
+        "/.git/config",
+        "/js/",
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+    ] {
+        let response = http_get(server.addr, path, &[]).await;
+        assert!(
+            response.status == 404 || response.status == 400,
+            "{path}: {}",
+            response.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_asset_is_revalidated_with_304() {
+    let server = Server::start().await;
+    let first = http_get(server.addr, "/", &[]).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    assert_eq!(first.header("cache-control"), Some("no-cache"));
+
+    let again = http_get(server.addr, "/", &[("If-None-Match", &etag)]).await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert_eq!(again.header("referrer-policy"), Some("no-referrer"));
+
+    let stale = http_get(server.addr, "/", &[("If-None-Match", "\"0000\"")]).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body, first.body);
+}
+
+#[tokio::test]
+async fn text_assets_are_gzip_compressed_when_the_browser_accepts_it() {
+    let server = Server::start().await;
+    for path in ["/", "/js/protocol.js"] {
+        let plain = http_get(server.addr, path, &[]).await;
+        assert_eq!(plain.status, 200, "{path}");
+        assert_eq!(plain.header("content-encoding"), None, "{path}");
+
+        let gzipped = http_get(server.addr, path, &[("Accept-Encoding", "gzip")]).await;
+        assert_eq!(gzipped.status, 200, "{path}");
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(&gzipped.body[..2], &[0x1f, 0x8b], "{path}: gzip magic");
+        assert!(gzipped.body.len() < plain.body.len(), "{path}");
+        assert!(
+            gzipped
+                .header("vary")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")),
+            "{path}: {:?}",
+            gzipped.headers
+        );
+        // Compression keeps the security headers.
+        assert!(
+            gzipped.header("content-security-policy").is_some(),
+            "{path}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary
+
+/// The spawned binary, killed if the test fails before it exits on its own.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn natter() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
+    for var in [
+        "NATTER_LISTEN",
+        "NATTER_ICE_SERVERS",
+        "NATTER_RECONNECT_GRACE",
+        "NATTER_MAX_CONNECTIONS",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[tokio::test]
+async fn the_binary_prints_its_url_and_exits_cleanly_on_sigterm() {
+    let mut child = Running(
+        natter()
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line)
+        .await
+        .expect("the binary printed no URL")
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    assert!(line.contains("Open http://"), "{line:?}");
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+
+    let mut client = Client::connect(addr).await;
+    client.enter(ROOM, ANN, "Ann").await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    client.expect_close(1001).await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "natter did not exit within 5 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn the_binary_help_names_every_option_and_its_environment_variable() {
+    let output = natter().arg("--help").output().unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    let help = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "--listen",
+        "NATTER_LISTEN",
+        "--ice-server",
+        "NATTER_ICE_SERVERS",
+        "--reconnect-grace",
+        "NATTER_RECONNECT_GRACE",
+        "--max-connections",
+        "NATTER_MAX_CONNECTIONS",
+    ] {
+        assert!(help.contains(expected), "--help lacks {expected}:\n{help}");
+    }
+}

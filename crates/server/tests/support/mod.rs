@@ -1,0 +1,364 @@
+//! Helpers for the signaling tests: an in-process server on an ephemeral port, a WebSocket client
+//! that speaks JSON, and a minimal HTTP/1.1 client over a raw TCP stream.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use natter_server::{Config, serve};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a message it expects.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Room ids: exactly 22 URL-safe characters.
+pub const ROOM: &str = "room-AAAAAAAAAAAAAAAAA";
+pub const OTHER_ROOM: &str = "room_BBBBBBBBBBBBBBBBB";
+/// Peer ids: 16 to 64 URL-safe characters.
+pub const ANN: &str = "peer-ann-0000000001";
+pub const BOB: &str = "peer-bob-0000000002";
+pub const CAT: &str = "peer-cat-0000000003";
+pub const DAN: &str = "peer-dan-0000000004";
+
+/// A server running in this test's runtime until [`Server::shutdown`] or until it is dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// A server with the test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(Config::for_tests()).await
+    }
+
+    /// A server with `config` (its `listen` field is ignored: the listener is bound here).
+    pub async fn start_with(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, config, async move {
+            // Dropping the sender (the test ended) stops the server as well.
+            let _ = stop.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// A new WebSocket client connected to `/ws`.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// Resolves the shutdown future and waits (at most `within`) for `serve` to return.
+    pub async fn shutdown(mut self, within: Duration) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match timeout(within, &mut self.task).await {
+            Ok(joined) => joined.unwrap(),
+            Err(_) => panic!("serve did not return within {within:?} of the shutdown signal"),
+        }
+    }
+}
+
+/// What a client observed next.
+#[derive(Debug)]
+pub enum Event {
+    /// A text frame, parsed as JSON.
+    Message(Value),
+    /// A close frame with this code (`None`: a close frame without a code).
+    Closed(Option<u16>),
+    /// The stream ended or broke without a close frame.
+    Ended(String),
+}
+
+/// A signaling client: one WebSocket, JSON in and out.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 101);
+        Self { ws }
+    }
+
+    /// Sends `value` as one text frame.
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    /// Sends `text` as one text frame, as-is.
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.unwrap();
+    }
+
+    /// Sends a raw frame.
+    pub async fn send_frame(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// Sends a frame, returning false if the socket is already unusable (e.g. while flooding).
+    pub async fn try_send_text(&mut self, text: &str) -> bool {
+        self.ws.send(Message::text(text)).await.is_ok()
+    }
+
+    /// The next text message, close or end of stream, skipping WebSocket pings and pongs.
+    /// `None` if nothing arrived within `within`.
+    pub async fn next_event_within(&mut self, within: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(frame) => frame,
+                Err(_) => return None,
+            };
+            return Some(match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|error| panic!("server sent non-JSON {text:?}: {error}"));
+                    Event::Message(value)
+                }
+                Some(Ok(Message::Close(frame))) => Event::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Binary(data))) => {
+                    panic!("server sent a binary frame of {} bytes", data.len())
+                }
+                Some(Err(error)) => Event::Ended(error.to_string()),
+                None => Event::Ended("end of stream".to_owned()),
+            });
+        }
+    }
+
+    /// The next event, failing the test if nothing arrives within [`RECV_TIMEOUT`].
+    pub async fn next_event(&mut self) -> Event {
+        match self.next_event_within(RECV_TIMEOUT).await {
+            Some(event) => event,
+            None => panic!("nothing arrived within {RECV_TIMEOUT:?}"),
+        }
+    }
+
+    /// The next JSON message (skipping pings and pongs), within [`RECV_TIMEOUT`].
+    pub async fn recv(&mut self) -> Value {
+        match self.next_event().await {
+            Event::Message(value) => value,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Asserts that no message (and no close) arrives within `within`.
+    pub async fn expect_silence(&mut self, within: Duration) {
+        if let Some(event) = self.next_event_within(within).await {
+            panic!("expected nothing within {within:?}, got {event:?}");
+        }
+    }
+
+    /// Receives the next message and asserts it is an `error` with `code`.
+    pub async fn expect_error(&mut self, code: &str) {
+        let message = self.recv().await;
+        assert_error(&message, code);
+    }
+
+    /// Asserts that the next thing to arrive is a close frame with `code`, then completes the
+    /// closing handshake as a browser would (answers with a close frame and reads to the end).
+    pub async fn expect_close(&mut self, code: u16) {
+        match self.next_event().await {
+            Event::Closed(Some(got)) => assert_eq!(got, code, "close code"),
+            other => panic!("expected close {code}, got {other:?}"),
+        }
+        self.finish_close().await;
+    }
+
+    /// After a close frame arrived: sends the answering close frame and waits for the end.
+    pub async fn finish_close(&mut self) {
+        let _ = timeout(RECV_TIMEOUT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// `ping` is answered by `pong`: the socket is open and served.
+    pub async fn expect_alive(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        assert_eq!(self.recv().await, json!({"type": "pong"}));
+    }
+
+    /// Says `hello` with version 1 and checks the answer.
+    pub async fn hello(&mut self) {
+        self.send(json!({"type": "hello", "version": 1})).await;
+        let reply = self.recv().await;
+        assert_eq!(reply["type"], "hello", "{reply}");
+        assert_eq!(reply["version"], 1, "{reply}");
+    }
+
+    /// Sends `join` and returns the next message (normally `welcome`).
+    pub async fn join(&mut self, room: &str, peer: &str, name: &str) -> Value {
+        self.send(json!({"type": "join", "room": room, "peer": peer, "name": name}))
+            .await;
+        self.recv().await
+    }
+
+    /// `hello`, then `join`, asserting that a `welcome` came back; returns it.
+    pub async fn enter(&mut self, room: &str, peer: &str, name: &str) -> Value {
+        self.hello().await;
+        let welcome = self.join(room, peer, name).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["room"], room, "{welcome}");
+        assert_eq!(welcome["peer"], peer, "{welcome}");
+        welcome
+    }
+
+    /// Sends a `signal` to `to`.
+    pub async fn signal(&mut self, to: &str, payload: Value) {
+        self.send(json!({"type": "signal", "to": to, "payload": payload}))
+            .await;
+    }
+}
+
+/// Asserts that `message` is an `error` with `code` and some explanation.
+pub fn assert_error(message: &Value, code: &str) {
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["code"], code, "{message}");
+    assert!(
+        message["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "an error carries a message: {message}"
+    );
+}
+
+/// Two clients in `room`: Ann first, then Bob. Ann's `peer-joined` for Bob has been consumed.
+pub async fn pair(server: &Server, room: &str) -> (Client, Client) {
+    let mut ann = server.client().await;
+    ann.enter(room, ANN, "Ann").await;
+    let mut bob = server.client().await;
+    bob.enter(room, BOB, "Bob").await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-joined", "peer": BOB, "name": "Bob"})
+    );
+    (ann, bob)
+}
+
+/// Waits until the server has noticed that `peer`'s socket dropped (its place is kept, but it is
+/// unreachable): `client`'s signals to it then get `unknown-peer`.
+pub async fn wait_until_away(client: &mut Client, peer: &str) {
+    for _ in 0..10 {
+        client.signal(peer, json!("are you there?")).await;
+        match client.next_event_within(Duration::from_millis(200)).await {
+            // Still connected as far as the room knows: the signal went to the dead socket.
+            None => continue,
+            Some(Event::Message(message)) => {
+                assert_error(&message, "unknown-peer");
+                return;
+            }
+            Some(other) => panic!("expected unknown-peer, got {other:?}"),
+        }
+    }
+    panic!("the server did not notice that {peer} dropped");
+}
+
+/// An HTTP response, as read off the wire.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body with any chunked transfer encoding removed (content encoding left as is).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of the first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` with extra request headers, over a fresh connection closed after the response.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    timeout(RECV_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .expect("the HTTP response did not end in time")
+        .unwrap();
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let body = &raw[split + 4..];
+    response.body = if response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    response
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = std::str::from_utf8(&body[..line_end]).unwrap();
+        let size_text = size_text.split(';').next().unwrap().trim();
+        let size = usize::from_str_radix(size_text, 16).unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}

@@ -25,6 +25,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use natter_proto::RoomId;
 use natter_proto::limits::MAX_MESSAGE_BYTES;
 use natter_room::{RoomPolicy, SessionId};
@@ -88,6 +89,13 @@ pub async fn serve(
             state.stopping.send_replace(true);
         }
     };
+    // Signaling is small messages that must go out at once: without TCP_NODELAY, Nagle's
+    // algorithm holds a frame back while an earlier one awaits its (delayed) acknowledgement.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(stopping)
         .await?;

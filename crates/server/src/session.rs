@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use natter_proto::limits::{
-    FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MESSAGE_BURST, MESSAGES_PER_SECOND,
-    PING_INTERVAL, PROTOCOL_VERSION,
+    FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST,
+    MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
 };
 use natter_proto::{ClientMessage, ErrorCode, ServerMessage, close};
 use natter_room::SessionId;
@@ -23,6 +23,10 @@ const OUTBOUND_QUEUE: usize = 64;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one `rate-limited` error per this interval, so a flood is not answered by a flood.
 const RATE_ERROR_INTERVAL: Duration = Duration::from_secs(1);
+/// After the server's close frame, how long the client has to answer with its own.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a socket whose input can no longer be read stays open after its close frame.
+const CLOSE_LINGER: Duration = Duration::from_millis(250);
 
 /// How the session loop ends.
 enum End {
@@ -131,11 +135,39 @@ pub(crate) async fn run(
         // Awaited rather than tried: a lost disconnect would keep a ghost in the room forever.
         let _ = room.send(RoomCommand::Disconnected { session: id }).await;
     }
-    if let End::Close(code, error) = end {
-        if let Some(error) = error {
-            let _ = send(&mut socket, text(&ServerMessage::error(error))).await;
+    match end {
+        End::Close(code, error) => {
+            if let Some(error) = error {
+                let _ = send(&mut socket, text(&ServerMessage::error(error))).await;
+            }
+            if send(&mut socket, close_frame(code)).await.is_ok() {
+                finish_close(&mut socket).await;
+            }
         }
-        let _ = send(&mut socket, close_frame(code)).await;
+        End::Closed => finish_close(&mut socket).await,
+        End::Dropped => {}
+    }
+}
+
+/// Completes the closing handshake after the server's close frame: reads (and discards) what the
+/// client still sends until its own close frame arrives. Dropping a socket with unread input makes
+/// the kernel reset the connection, and the reset can destroy the error and close frame before the
+/// client has read them: it would see an abnormal closure (1006) instead of the real code.
+async fn finish_close(socket: &mut WebSocket) {
+    let answered = timeout(CLOSE_TIMEOUT, async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return false,
+            }
+        }
+    })
+    .await;
+    if answered == Ok(false) {
+        // The input cannot be read any more (after an oversized frame the stream has ended):
+        // give the close frame a moment to reach the client before the reset.
+        tokio::time::sleep(CLOSE_LINGER).await;
     }
 }
 
@@ -151,6 +183,15 @@ fn read_error_end(error: axum::Error) -> End {
     } else {
         End::Dropped
     }
+}
+
+/// The size of the `signal` the recipient would get for `payload`, assuming the longest sender id.
+/// Re-serializing can make a payload longer than the client wrote it (`1e9` becomes
+/// `1000000000.0`), so the incoming frame's size does not bound the relayed one.
+fn relayed_signal_len(payload: &serde_json::Value) -> usize {
+    const ENVELOPE: &str = r#"{"type":"signal","from":"","payload":}"#;
+    let payload_len = serde_json::to_vec(payload).map_or(usize::MAX, |bytes| bytes.len());
+    payload_len.saturating_add(ENVELOPE.len() + PEER_ID_MAX_LEN)
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
@@ -265,6 +306,13 @@ impl Session {
                 self.forward(socket, room.clone(), command).await
             }
             (ClientMessage::Signal { to, payload }, Stage::Joined { room }) => {
+                if relayed_signal_len(&payload) > MAX_MESSAGE_BYTES {
+                    let reply = ServerMessage::Error {
+                        code: ErrorCode::BadMessage,
+                        message: "the payload is too large to relay".to_owned(),
+                    };
+                    return self.reply(socket, &reply).await;
+                }
                 let command = RoomCommand::Signal {
                     session: self.id,
                     to,

@@ -30,7 +30,8 @@ export async function loadIdentity() {
   const peerId = isPeerId(stored?.peerId) ? /** @type {string} */ (stored?.peerId) : newPeerId();
   const name = normalizeName(String(stored?.name ?? '')) ?? friendlyName();
   const identity = { peerId, name };
-  if (stored?.peerId !== peerId || stored?.name !== name) await setSetting('identity', identity);
+  // Not awaited: the write commits in the background, and joining need not wait for it.
+  if (stored?.peerId !== peerId || stored?.name !== name) setSetting('identity', identity);
   return identity;
 }
 

@@ -24,12 +24,13 @@ export class PeerLink {
   #closed = false;
 
   /**
-   * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[] }} options
+   * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
    * @param {PeerLinkHandlers} handlers
    */
   constructor(options, handlers) {
     this.remoteId = options.remoteId;
     this.iceServers = options.iceServers;
+    this.certificate = options.certificate ?? null;
     this.handlers = handlers;
     // Exactly one side is polite: the one whose id sorts first.
     this.polite = options.selfId < options.remoteId;
@@ -39,7 +40,10 @@ export class PeerLink {
 
   /** @returns {[RTCPeerConnection, RTCDataChannel]} */
   #create() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      ...(this.certificate ? { certificates: [this.certificate] } : {}),
+    });
     // Negotiated on both sides: no ondatachannel race, and either side may offer first.
     const channel = pc.createDataChannel(protocol.CHAT_CHANNEL.label, {
       negotiated: true,
@@ -148,4 +152,15 @@ export class PeerLink {
     this.#closed = true;
     this.#pc.close();
   }
+}
+
+/**
+ * Starts generating the DTLS certificate for this page's connections, so that making the first
+ * offer does not wait for key generation. Resolves to null where the browser refuses.
+ * @returns {Promise<RTCCertificate | null>}
+ */
+export function prepareCertificate() {
+  /** @type {EcKeyGenParams} */
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256' };
+  return RTCPeerConnection.generateCertificate(algorithm).catch(() => null);
 }

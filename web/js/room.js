@@ -3,7 +3,7 @@
 
 import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
-import { PeerLink } from './peer.js';
+import { PeerLink, prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
@@ -93,6 +93,10 @@ async function main() {
     return;
   }
   const identityLoading = loadIdentity();
+  /** Ready long before the first connection is made; until then connections make their own. */
+  /** @type {RTCCertificate | null} */
+  let certificate = null;
+  prepareCertificate().then((ready) => (certificate = ready));
 
   /** @type {PeerLink | null} */
   let link = null;
@@ -109,7 +113,7 @@ async function main() {
   const openLink = (remoteId) => {
     link?.close();
     const created = new PeerLink(
-      { selfId: identity.peerId, remoteId, iceServers },
+      { selfId: identity.peerId, remoteId, iceServers, certificate },
       {
         send: (payload) => signaling.signal(remoteId, payload),
         onChannelState: (open) => {

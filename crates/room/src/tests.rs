@@ -234,7 +234,7 @@ fn rejoining_under_a_new_name_announces_the_rename() {
 
 #[test]
 fn rename_is_announced_to_the_others_only() {
-    let (mut room, now) = ann_and_bob();
+    let (mut room, _) = ann_and_bob();
     room.rename(SessionId(1), name("Annie")).unwrap();
     assert_eq!(
         drain(&mut room),
@@ -259,7 +259,7 @@ fn rename_is_announced_to_the_others_only() {
 
 #[test]
 fn signal_is_relayed_to_the_addressee_with_the_sender_id() {
-    let (mut room, now) = ann_and_bob();
+    let (mut room, _) = ann_and_bob();
     let payload = serde_json::json!({"description": {"type": "offer", "sdp": "v=0"}});
     room.signal(SessionId(2), &peer("ann"), payload.clone())
         .unwrap();

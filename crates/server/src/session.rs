@@ -120,10 +120,8 @@ pub(crate) async fn run(
                     break End::Closed;
                 }
             }
+            () = sleep_until(last_heard + IDLE_TIMEOUT) => break End::Close(close::TIMEOUT, None),
             _ = ping.tick() => {
-                if last_heard.elapsed() >= IDLE_TIMEOUT {
-                    break End::Close(close::TIMEOUT, None);
-                }
                 if send(&mut socket, Message::Ping(Default::default())).await.is_err() {
                     break End::Dropped;
                 }

@@ -9,7 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use natter_proto::limits::{FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST};
+use natter_proto::limits::{
+    FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST,
+};
 use natter_server::Config;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -649,6 +651,25 @@ async fn a_client_that_never_says_hello_is_closed_with_4001_after_the_handshake_
         other => panic!("expected close 4001, got {other:?}"),
     }
     assert!(connected.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_falls_silent_is_closed_with_4001_after_the_idle_timeout() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.enter(ROOM, ANN, "Ann").await;
+    // Not reading means not answering the server's pings either: total silence.
+    tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(5)).await;
+    // Still open just before the timeout; reading now answers the queued pings.
+    client.expect_alive().await;
+    let silent_from = tokio::time::Instant::now();
+    // The server closes at the timeout, then waits a moment for the client's closing handshake.
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_millis(500)).await;
+    match client.next_event_within(Duration::from_secs(1)).await {
+        Some(Event::Closed(code)) => assert_eq!(code, Some(4001)),
+        other => panic!("expected close 4001, got {other:?}"),
+    }
+    assert!(silent_from.elapsed() >= IDLE_TIMEOUT);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
@@ -84,7 +85,7 @@ export async function newPerson(browser, baseUrl) {
 }
 
 /** @param {import('playwright-core').Page} page */
-export const statusOf = (page) => page.getByRole('status');
+export const statusOf = (page) => page.getByRole('status', { name: 'Connection' });
 
 /**
  * Registers before/after hooks that start one server and one browser for a test file.
@@ -103,3 +104,67 @@ export function serverAndBrowser() {
   });
   return shared;
 }
+
+export const CONNECTED = /^Connected$/;
+
+/** @param {import('playwright-core').Page} page @param {RegExp | string} text */
+export async function expectStatus(page, text, timeout = 10_000) {
+  const pattern = typeof text === 'string' ? new RegExp(`^${text}$`) : text;
+  await statusOf(page).filter({ hasText: pattern }).waitFor({ timeout });
+}
+
+/** @param {import('playwright-core').Page} page @param {string} text */
+export async function send(page, text) {
+  await page.getByRole('textbox', { name: 'Message' }).fill(text);
+  await page.getByRole('button', { name: 'Send' }).click();
+}
+
+/** @param {import('playwright-core').Page} page @param {string} text */
+export async function expectMessage(page, text) {
+  await page.getByRole('log', { name: 'Messages' }).getByText(text, { exact: true }).waitFor({ timeout: 10_000 });
+}
+
+/**
+ * Resolves when the page opens a new signaling WebSocket and is welcomed into the room on it.
+ * @param {import('playwright-core').Page} page
+ */
+export function rejoinedSignaling(page) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no new signaling connection was welcomed')), 20_000);
+    page.on('websocket', (socket) => {
+      // Attempts made while the server is down fail; only a welcomed one counts.
+      socket.on('framereceived', (frame) => {
+        if (typeof frame.payload === 'string' && frame.payload.includes('"type":"welcome"')) {
+          clearTimeout(timer);
+          resolve(undefined);
+        }
+      });
+    });
+  });
+}
+
+/** Ann creates a room from the home page and copies its link with "Share link". */
+/** @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared */
+export async function createRoom(shared) {
+  const ann = await newPerson(shared.browser, shared.server.url);
+  await ann.page.goto('/');
+  await ann.page.getByRole('button', { name: 'Create room' }).click();
+  await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
+  await expectStatus(ann.page, 'Waiting for the other person…');
+  await ann.page.getByRole('button', { name: 'Share link' }).click();
+  await ann.page.getByText('Link copied').waitFor();
+  const link = await ann.page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(link, ann.page.url());
+  return { ann, link };
+}
+
+/** @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared */
+export async function connectedPair(shared) {
+  const { ann, link } = await createRoom(shared);
+  const bob = await newPerson(shared.browser, shared.server.url);
+  await bob.page.goto(link);
+  await expectStatus(bob.page, CONNECTED);
+  await expectStatus(ann.page, CONNECTED);
+  return { ann, bob, link };
+}
+

@@ -3,74 +3,25 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newPerson, serverAndBrowser, startServer, statusOf } from './harness.mjs';
+import {
+  CONNECTED,
+  rejoinedSignaling,
+  connectedPair,
+  createRoom,
+  expectMessage,
+  expectStatus,
+  newPerson,
+  send,
+  serverAndBrowser,
+  startServer,
+} from './harness.mjs';
 
-const CONNECTED = /^Connected$/;
 
 const shared = serverAndBrowser();
 
-/** @param {import('playwright-core').Page} page @param {RegExp | string} text */
-async function expectStatus(page, text, timeout = 10_000) {
-  const pattern = typeof text === 'string' ? new RegExp(`^${text}$`) : text;
-  await statusOf(page).filter({ hasText: pattern }).waitFor({ timeout });
-}
-
-/** @param {import('playwright-core').Page} page @param {string} text */
-async function send(page, text) {
-  await page.getByRole('textbox', { name: 'Message' }).fill(text);
-  await page.getByRole('button', { name: 'Send' }).click();
-}
-
-/** @param {import('playwright-core').Page} page @param {string} text */
-async function expectMessage(page, text) {
-  await page.getByRole('log', { name: 'Messages' }).getByText(text, { exact: true }).waitFor({ timeout: 10_000 });
-}
-
-/**
- * Resolves when the page opens a new signaling WebSocket and is welcomed into the room on it.
- * @param {import('playwright-core').Page} page
- */
-function rejoinedSignaling(page) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no new signaling connection was welcomed')), 20_000);
-    page.on('websocket', (socket) => {
-      // Attempts made while the server is down fail; only a welcomed one counts.
-      socket.on('framereceived', (frame) => {
-        if (typeof frame.payload === 'string' && frame.payload.includes('"type":"welcome"')) {
-          clearTimeout(timer);
-          resolve(undefined);
-        }
-      });
-    });
-  });
-}
-
-/** Ann creates a room from the home page and copies its link with "Share link". */
-async function createRoom() {
-  const ann = await newPerson(shared.browser, shared.server.url);
-  await ann.page.goto('/');
-  await ann.page.getByRole('button', { name: 'Create room' }).click();
-  await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
-  await expectStatus(ann.page, 'Waiting for the other person…');
-  await ann.page.getByRole('button', { name: 'Share link' }).click();
-  await ann.page.getByText('Link copied').waitFor();
-  const link = await ann.page.evaluate(() => navigator.clipboard.readText());
-  assert.equal(link, ann.page.url());
-  return { ann, link };
-}
-
-async function connectedPair() {
-  const { ann, link } = await createRoom();
-  const bob = await newPerson(shared.browser, shared.server.url);
-  await bob.page.goto(link);
-  await expectStatus(bob.page, CONNECTED);
-  await expectStatus(ann.page, CONNECTED);
-  return { ann, bob, link };
-}
-
 describe('pair room', () => {
   test('two people connect through a shared link and chat both ways', async () => {
-    const { ann, bob } = await connectedPair();
+    const { ann, bob } = await connectedPair(shared);
     await send(ann.page, 'Hello from Ann <b>not bold</b>');
     await expectMessage(bob.page, 'Hello from Ann <b>not bold</b>');
     assert.equal(await bob.page.locator('.messages b').count(), 0, 'message text is never parsed as HTML');
@@ -82,7 +33,7 @@ describe('pair room', () => {
   });
 
   test('each sees the other by name, and a rename shows up on the other side', async () => {
-    const { ann, bob } = await connectedPair();
+    const { ann, bob } = await connectedPair(shared);
     const bobName = await bob.page.getByRole('textbox', { name: 'Your name' }).inputValue();
     await ann.page.getByText(`With ${bobName}`).waitFor();
     await bob.page.getByRole('textbox', { name: 'Your name' }).fill('  Robert  ');
@@ -101,7 +52,7 @@ describe('pair room', () => {
   });
 
   test('a third person sees "This room is full" and the pair stays connected', async () => {
-    const { ann, bob, link } = await connectedPair();
+    const { ann, bob, link } = await connectedPair(shared);
     const eve = await newPerson(shared.browser, shared.server.url);
     await eve.page.goto(link);
     await expectStatus(eve.page, 'This room is full');
@@ -113,7 +64,7 @@ describe('pair room', () => {
   });
 
   test('reloading one side reconnects on its own', async () => {
-    const { ann, bob } = await connectedPair();
+    const { ann, bob } = await connectedPair(shared);
     await bob.page.reload();
     await expectStatus(bob.page, CONNECTED);
     await expectStatus(ann.page, CONNECTED);
@@ -126,7 +77,7 @@ describe('pair room', () => {
   });
 
   test('when the other person closes the page, the status says they left', async () => {
-    const { ann, bob } = await connectedPair();
+    const { ann, bob } = await connectedPair(shared);
     await bob.page.close();
     await expectStatus(ann.page, 'The other person left');
     assert.equal(await ann.page.getByRole('button', { name: 'Send' }).isDisabled(), true);
@@ -135,7 +86,7 @@ describe('pair room', () => {
   });
 
   test('opening the room in a second tab moves you there and the first tab says so', async () => {
-    const { ann, bob, link } = await connectedPair();
+    const { ann, bob, link } = await connectedPair(shared);
     const secondTab = await bob.context.newPage();
     await secondTab.goto(link);
     await expectStatus(secondTab, CONNECTED);

@@ -7,7 +7,7 @@ import * as protocol from './protocol.js';
  * @typedef {{
  *   send: (payload: protocol.SignalPayload) => void,
  *   onChannelState: (open: boolean) => void,
- *   onChatMessage: (message: protocol.ChatMessage) => void,
+ *   onData: (message: protocol.DataMessage) => void,
  * }} PeerLinkHandlers
  */
 
@@ -72,7 +72,7 @@ export class PeerLink {
     };
     channel.onmessage = (event) => {
       const message = protocol.parseDataMessage(event.data);
-      if (message) this.handlers.onChatMessage(message);
+      if (message) this.handlers.onData(message);
     };
     return [pc, channel];
   }
@@ -139,13 +139,11 @@ export class PeerLink {
     }
   }
 
-  /** @param {string} text @returns {protocol.ChatMessage | null} the message sent, or null */
-  sendChat(text) {
-    if (!this.channelOpen) return null;
-    const chat = protocol.chatMessage(text);
-    if (!chat) return null;
-    this.#channel.send(chat.wire);
-    return chat.message;
+  /** @param {string} wire a data-channel message built by protocol.js @returns {boolean} whether it was sent */
+  sendData(wire) {
+    if (!this.channelOpen) return false;
+    this.#channel.send(wire);
+    return true;
   }
 
   close() {

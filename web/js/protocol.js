@@ -6,7 +6,7 @@ export const ROOM_ID_LENGTH = 22;
 export const PEER_ID_MIN = 16;
 export const PEER_ID_MAX = 64;
 export const NAME_MAX_CHARS = 48;
-export const CHAT_TEXT_MAX_CHARS = 4000;
+export const CHAT_TEXT_MAX_CHARS = 10_000;
 /** Largest signaling message in bytes; larger ones make the server close the socket. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 /** Label and id of the negotiated chat data channel. */
@@ -248,6 +248,16 @@ export function parseSignalPayload(value) {
 // --- peer to peer: data channel -------------------------------------------------------------
 
 /** @typedef {{ type: 'chat', id: string, text: string, sentAt: number }} ChatMessage */
+/**
+ * @typedef {ChatMessage
+ *   | { type: 'ack', id: string }
+ *   | { type: 'typing', active: boolean }} DataMessage
+ */
+
+const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
+
+/** Number of characters as people count them (code points, not UTF-16 units). @param {string} text */
+export const textLength = (text) => [...text].length;
 
 /**
  * A chat message ready to send, or null if the text is empty or too long.
@@ -255,17 +265,26 @@ export function parseSignalPayload(value) {
  * @returns {{ message: ChatMessage, wire: string } | null}
  */
 export function chatMessage(text) {
-  const length = [...text].length;
-  if (text.trim().length === 0 || length > CHAT_TEXT_MAX_CHARS) return null;
+  if (text.trim().length === 0 || textLength(text) > CHAT_TEXT_MAX_CHARS) return null;
   /** @type {ChatMessage} */
   const message = { type: 'chat', id: newMessageId(), text, sentAt: Date.now() };
   return { message, wire: JSON.stringify(message) };
 }
 
+/** The wire form of a chat message (for sending it again). @param {ChatMessage} message */
+export const chatWire = (message) =>
+  JSON.stringify({ type: 'chat', id: message.id, text: message.text, sentAt: message.sentAt });
+
+/** @param {string} id */
+export const ackMessage = (id) => JSON.stringify({ type: 'ack', id });
+
+/** @param {boolean} active */
+export const typingMessage = (active) => JSON.stringify({ type: 'typing', active });
+
 /**
  * Parses a data-channel message; null for anything malformed, over a limit or of an unknown type.
  * @param {unknown} data
- * @returns {ChatMessage | null}
+ * @returns {DataMessage | null}
  */
 export function parseDataMessage(data) {
   if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
@@ -276,10 +295,20 @@ export function parseDataMessage(data) {
   } catch {
     return null;
   }
-  if (!isObject(value) || value.type !== 'chat') return null;
-  const { id, text, sentAt } = value;
-  if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) return null;
-  if (typeof text !== 'string' || text.length === 0 || [...text].length > CHAT_TEXT_MAX_CHARS) return null;
-  if (typeof sentAt !== 'number' || !Number.isFinite(sentAt)) return null;
-  return { type: 'chat', id, text, sentAt };
+  if (!isObject(value)) return null;
+  switch (value.type) {
+    case 'chat': {
+      const { id, text, sentAt } = value;
+      if (typeof id !== 'string' || !MESSAGE_ID.test(id)) return null;
+      if (typeof text !== 'string' || text.length === 0 || textLength(text) > CHAT_TEXT_MAX_CHARS) return null;
+      if (typeof sentAt !== 'number' || !Number.isFinite(sentAt)) return null;
+      return { type: 'chat', id, text, sentAt };
+    }
+    case 'ack':
+      return typeof value.id === 'string' && MESSAGE_ID.test(value.id) ? { type: 'ack', id: value.id } : null;
+    case 'typing':
+      return typeof value.active === 'boolean' ? { type: 'typing', active: value.active } : null;
+    default:
+      return null;
+  }
 }

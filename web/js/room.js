@@ -5,6 +5,8 @@ import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
 import { PeerLink, prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
+import { Chat } from './chat.js';
+import { renderMessage } from './messages-view.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -17,7 +19,11 @@ const nameForm = /** @type {HTMLFormElement} */ (element('name-form'));
 const nameInput = /** @type {HTMLInputElement} */ (element('name-input'));
 const nameError = element('name-error');
 const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
-const messageInput = /** @type {HTMLInputElement} */ (element('message-input'));
+const messageInput = /** @type {HTMLTextAreaElement} */ (element('message-input'));
+const composerNotice = element('composer-notice');
+const typingLine = element('typing');
+const keepHistoryBox = /** @type {HTMLInputElement} */ (element('keep-history'));
+const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'));
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
 
@@ -41,9 +47,18 @@ const STATUS = Object.freeze({
  *   other: { peer: string, name: string } | null,
  *   otherLeft: boolean,
  *   channelOpen: boolean,
+ *   tooLong: number,
  * }}
  */
-const view = { signaling: 'connecting', final: null, other: null, otherLeft: false, channelOpen: false };
+const view = {
+  signaling: 'connecting',
+  final: null,
+  other: null,
+  otherLeft: false,
+  channelOpen: false,
+  // Characters over the limit in the composer, 0 when it fits.
+  tooLong: 0,
+};
 
 let everConnected = false;
 
@@ -62,28 +77,45 @@ function render() {
     performance.mark('natter:connected');
   }
   peerLine.textContent = view.other ? `With ${view.other.name}` : 'Nobody else is here yet';
-  sendButton.disabled = !view.channelOpen;
+  sendButton.disabled = !view.channelOpen || view.tooLong > 0;
+  composerNotice.textContent = view.tooLong
+    ? `Too long: ${view.tooLong} characters over the limit of ${protocol.CHAT_TEXT_MAX_CHARS.toLocaleString('en')}. Nothing is cut; shorten it to send.`
+    : view.final || view.channelOpen
+      ? ''
+      : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
   document.title = view.other ? `${view.other.name} · Natter` : 'Natter room';
 }
 
-/**
- * @param {string} author
- * @param {string} text
- * @param {boolean} own
- */
-function appendMessage(author, text, own) {
-  const item = document.createElement('li');
-  item.className = own ? 'message own' : 'message';
-  const who = document.createElement('span');
-  who.className = 'author';
-  who.textContent = author;
-  const body = document.createElement('span');
-  body.className = 'text';
-  body.textContent = text;
-  item.append(who, body);
-  messageLog.append(item);
-  item.scrollIntoView({ block: 'end' });
+/** @typedef {import('./history.js').StoredMessage} StoredMessage */
+
+/** Shows every message of the chat, in order. @param {Chat} chat */
+function renderAll(chat) {
+  const ordered = [...chat.messages.values()].sort((a, b) => a.seq - b.seq);
+  shownMessages.clear();
+  for (const message of ordered) shownMessages.set(message.id, message);
+  const fragment = document.createDocumentFragment();
+  ordered.forEach((message, index) => fragment.append(renderMessage(message, ordered[index - 1])));
+  messageLog.replaceChildren(fragment);
+  messageLog.lastElementChild?.scrollIntoView({ block: 'end' });
 }
+
+/** Shows a new or changed message. @param {StoredMessage} message */
+function showMessage(message) {
+  const existing = /** @type {HTMLLIElement | null} */ (
+    messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
+  );
+  const previousItem = /** @type {HTMLLIElement | null} */ (existing ? existing.previousElementSibling : messageLog.lastElementChild);
+  const previous = previousItem?.dataset.id ? shownMessages.get(previousItem.dataset.id) : undefined;
+  shownMessages.set(message.id, message);
+  const item = renderMessage(message, previous, existing ?? undefined);
+  if (!existing) {
+    messageLog.append(item);
+    item.scrollIntoView({ block: 'end' });
+  }
+}
+
+/** What each list item shows, for grouping the next one. @type {Map<string, StoredMessage>} */
+const shownMessages = new Map();
 
 async function main() {
   const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
@@ -108,6 +140,18 @@ async function main() {
 
   /** Known before any welcome: joining waits for it. @type {import('./identity.js').Identity} */
   let identity = { peerId: '', name: '' };
+  /** Made once the identity is known, which is before any channel opens. @type {Chat | null} */
+  let chat = null;
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typingTimer;
+  /** @param {boolean} active */
+  const showTyping = (active) => {
+    clearTimeout(typingTimer);
+    typingLine.textContent = active && view.other ? `${view.other.name} is typing…` : '';
+    // A lost "stopped typing" must not leave the indicator on for ever.
+    if (active) typingTimer = setTimeout(() => showTyping(false), 6_000);
+  };
 
   /** @param {string} remoteId */
   const openLink = (remoteId) => {
@@ -119,9 +163,11 @@ async function main() {
         onChannelState: (open) => {
           if (link !== created) return;
           view.channelOpen = open;
+          if (open) chat?.channelOpened();
+          else showTyping(false);
           render();
         },
-        onChatMessage: (message) => appendMessage(view.other?.name ?? 'Them', message.text, false),
+        onData: (message) => chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' }),
       },
     );
     link = created;
@@ -202,12 +248,43 @@ async function main() {
 
   messageForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    const text = messageInput.value;
-    const sent = link?.sendChat(text);
-    if (sent) {
-      appendMessage('You', sent.text, true);
+    const result = chat?.send(messageInput.value);
+    if (!result) return;
+    if (result.ok) {
       messageInput.value = '';
+      view.tooLong = 0;
+    } else if (result.reason === 'offline') {
+      composerNotice.textContent = 'Not sent: the other person is not connected.';
+      return;
     }
+    render();
+  });
+
+  messageInput.addEventListener('keydown', (event) => {
+    // Enter sends, Shift+Enter starts a new line; never interrupt an input method's composition.
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      messageForm.requestSubmit();
+    }
+  });
+
+  messageInput.addEventListener('input', () => {
+    const over = protocol.textLength(messageInput.value) - protocol.CHAT_TEXT_MAX_CHARS;
+    view.tooLong = Math.max(0, over);
+    if (messageInput.value.trim()) chat?.typing();
+    else chat?.stopTyping();
+    render();
+  });
+
+  keepHistoryBox.addEventListener('change', () => {
+    chat?.setKeepHistory(keepHistoryBox.checked);
+  });
+
+  clearButton.addEventListener('click', async () => {
+    const sure = window.confirm(
+      "Clear this browser's messages of this room? The other person keeps theirs. This cannot be undone.",
+    );
+    if (sure) await chat?.clear();
   });
 
   // Closing the page is leaving: tell the other person now rather than after the grace period.
@@ -220,6 +297,20 @@ async function main() {
   signaling.start();
   identity = await identityLoading;
   nameInput.value = identity.name;
+  const roomChat = new Chat(
+    { room: roomId, self: identity },
+    {
+      send: (wire) => link?.sendData(wire) ?? false,
+      onChange: showMessage,
+      onReset: () => renderAll(roomChat),
+      onTyping: showTyping,
+    },
+  );
+  chat = roomChat;
+  await roomChat.load();
+  keepHistoryBox.checked = roomChat.keepHistory;
+  renderAll(roomChat);
+  performance.mark('natter:history-shown');
   nameForm.addEventListener('submit', async (event) => {
     event.preventDefault();
     const name = protocol.normalizeName(nameInput.value);
@@ -232,6 +323,7 @@ async function main() {
     nameInput.removeAttribute('aria-invalid');
     nameInput.value = name;
     identity.name = name;
+    chat?.rename(name);
     await saveIdentity(identity);
     signaling.rename(name);
   });

@@ -2,20 +2,29 @@
 // memory when IndexedDB is unavailable, so the page still works (without remembering).
 
 const DB_NAME = 'natter';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 const SETTINGS = 'settings';
+/** Chat history: one record per message, key [room, id], index "byRoom" on [room, seq]. */
+export const MESSAGES = 'messages';
 
 /** @type {Promise<IDBDatabase | null> | null} */
 let opening = null;
 /** @type {Map<string, unknown>} */
 const memory = new Map();
 
-/** @returns {Promise<IDBDatabase | null>} */
-function database() {
+/** The database, or null where IndexedDB is unavailable. @returns {Promise<IDBDatabase | null>} */
+export function database() {
   opening ??= new Promise((resolve) => {
     try {
       const request = indexedDB.open(DB_NAME, DB_VERSION);
-      request.onupgradeneeded = () => request.result.createObjectStore(SETTINGS);
+      request.onupgradeneeded = (event) => {
+        const db = request.result;
+        if (event.oldVersion < 1) db.createObjectStore(SETTINGS);
+        if (event.oldVersion < 2) {
+          const messages = db.createObjectStore(MESSAGES, { keyPath: ['room', 'id'] });
+          messages.createIndex('byRoom', ['room', 'seq']);
+        }
+      };
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => resolve(null);
       request.onblocked = () => resolve(null);

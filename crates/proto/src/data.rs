@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Longest chat text, in Unicode scalar values.
-pub const CHAT_TEXT_MAX_CHARS: usize = 4000;
+pub const CHAT_TEXT_MAX_CHARS: usize = 10_000;
 
 /// A WebRTC session description, as `RTCSessionDescriptionInit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +56,23 @@ pub struct SignalPayload {
 pub enum DataMessage {
     /// A chat message.
     Chat {
-        /// Sender-chosen unique id (8–64 URL-safe characters), for acknowledgements and dedup.
+        /// Sender-chosen unique id (8–64 URL-safe characters): receivers acknowledge it and drop
+        /// a second copy of the same id, so re-sending after a reconnect never duplicates.
         id: String,
         /// The text, 1 to [`CHAT_TEXT_MAX_CHARS`] characters; shown as plain text, never as HTML.
         text: String,
         /// When it was sent, in milliseconds since the Unix epoch, by the sender's clock.
         #[serde(rename = "sentAt")]
         sent_at: u64,
+    },
+    /// The receiver has the chat message with this id (sent for every copy received).
+    Ack {
+        /// The acknowledged message's id.
+        id: String,
+    },
+    /// The sender is typing (`true`, repeated at most every few seconds) or stopped (`false`).
+    Typing {
+        /// Whether the sender is typing now.
+        active: bool,
     },
 }

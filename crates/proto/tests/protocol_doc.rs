@@ -141,4 +141,8 @@ fn documented_limits_match_the_code() {
     assert!(DOC.contains(&format!("exactly {ROOM_ID_LEN} characters")));
     assert!(DOC.contains(&format!("{PEER_ID_MIN_LEN}–{PEER_ID_MAX_LEN} characters")));
     assert!(DOC.contains(&format!("1–{NAME_MAX_CHARS} Unicode characters")));
+    let chat_max = natter_proto::data::CHAT_TEXT_MAX_CHARS;
+    assert_eq!(chat_max, 10_000);
+    assert!(DOC.contains("| chat text | 10,000 characters |"));
+    assert!(DOC.contains("`text` (1–10,000 characters)"));
 }

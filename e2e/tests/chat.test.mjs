@@ -1,0 +1,198 @@
+// The chat as two people use it: emoji and multi-line messages, delivery marks, history that
+// survives a reload (or not, by choice), clearing one side, hostile input shown as text, and a
+// message lost to a dropped channel delivered once when the channel is back.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CONNECTED, connectedPair, expectMessage, expectStatus, newPerson, serverAndBrowser } from './harness.mjs';
+
+const shared = serverAndBrowser();
+
+/** @param {import('playwright-core').Page} page */
+const log = (page) => page.getByRole('log', { name: 'Messages' });
+/** @param {import('playwright-core').Page} page */
+const composer = (page) => page.getByRole('textbox', { name: 'Message' });
+
+/** Types into the composer like a person and presses Enter. @param {import('playwright-core').Page} page @param {string} text */
+async function typeAndEnter(page, text) {
+  const lines = text.split('\n');
+  await composer(page).click();
+  for (const [index, line] of lines.entries()) {
+    if (index > 0) await page.keyboard.press('Shift+Enter');
+    await page.keyboard.insertText(line);
+  }
+  await page.keyboard.press('Enter');
+}
+
+/** The own message with this text shows "Delivered". @param {import('playwright-core').Page} page @param {string} text */
+async function expectDelivered(page, text) {
+  await log(page)
+    .getByRole('listitem')
+    .filter({ hasText: text })
+    .getByText('Delivered', { exact: true })
+    .waitFor({ timeout: 10_000 });
+}
+
+describe('chat', () => {
+  test('emoji and multi-line messages go both ways and are marked delivered', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    await typeAndEnter(ann.page, 'first line\nsecond line 🎉');
+    await expectDelivered(ann.page, 'first line');
+    const received = log(bob.page).getByRole('listitem').filter({ hasText: 'second line 🎉' });
+    assert.equal(await received.locator('.text').innerText(), 'first line\nsecond line 🎉');
+    assert.equal(await composer(ann.page).inputValue(), '', 'the composer is emptied after sending');
+    await typeAndEnter(bob.page, '👍');
+    await expectDelivered(bob.page, '👍');
+    const big = log(ann.page).getByRole('listitem').filter({ hasText: '👍' }).locator('.text');
+    const size = await big.evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+    assert.ok(size >= 32, `an emoji-only message is shown large (${size}px)`);
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('history survives a reload, and turning it off means a reload shows none', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    await typeAndEnter(ann.page, 'remember me');
+    await expectDelivered(ann.page, 'remember me');
+    await typeAndEnter(bob.page, 'me too');
+    await expectMessage(ann.page, 'me too');
+    await ann.page.reload();
+    await expectMessage(ann.page, 'remember me');
+    await expectMessage(ann.page, 'me too');
+    await expectDelivered(ann.page, 'remember me');
+    // Bob turns history off: his stored copy is deleted and nothing new is kept.
+    const keep = bob.page.getByRole('checkbox', { name: 'Keep history in this browser' });
+    assert.equal(await keep.isChecked(), true, 'history is on by default');
+    await keep.uncheck();
+    await expectStatus(ann.page, CONNECTED);
+    await typeAndEnter(ann.page, 'not kept by Bob');
+    await expectMessage(bob.page, 'not kept by Bob');
+    await bob.page.reload();
+    await expectStatus(bob.page, CONNECTED);
+    assert.equal(await bob.page.getByRole('checkbox', { name: 'Keep history in this browser' }).isChecked(), false);
+    assert.equal(await log(bob.page).getByRole('listitem').count(), 0);
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('clear messages empties this side only, after a confirmation', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    await typeAndEnter(ann.page, 'to be cleared');
+    await expectMessage(bob.page, 'to be cleared');
+    /** @type {string[]} */
+    const asked = [];
+    bob.page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      dialog.dismiss();
+    });
+    await bob.page.getByRole('button', { name: 'Clear messages' }).click();
+    await expectMessage(bob.page, 'to be cleared');
+    assert.match(asked[0] ?? '', /other person keeps theirs/);
+    bob.page.once('dialog', (dialog) => dialog.accept());
+    await bob.page.getByRole('button', { name: 'Clear messages' }).click();
+    await log(bob.page).getByRole('listitem').first().waitFor({ state: 'detached' });
+    await bob.page.reload();
+    await expectStatus(bob.page, CONNECTED);
+    assert.equal(await log(bob.page).getByRole('listitem').count(), 0, 'cleared for good');
+    await expectMessage(ann.page, 'to be cleared');
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('hostile messages are shown as text and run nothing', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    const hostile = [
+      '<img src=x onerror="window.pwned=1">',
+      'javascript:window.pwned=2',
+      '<a href="javascript:window.pwned=3">click</a>',
+      'name\u202Egnp.exe spoof',
+      'see https://example.org/page. and http://a.test/x?y=1',
+    ];
+    for (const text of hostile) {
+      await typeAndEnter(ann.page, text);
+      await expectMessage(bob.page, text);
+    }
+    const list = log(bob.page);
+    assert.equal(await list.locator('img, script, iframe').count(), 0);
+    const links = await list.locator('a').evaluateAll((as) => as.map((a) => [a.getAttribute('href'), a.getAttribute('rel'), a.textContent]));
+    assert.deepEqual(links, [
+      ['https://example.org/page', 'noopener noreferrer', 'https://example.org/page'],
+      ['http://a.test/x?y=1', 'noopener noreferrer', 'http://a.test/x?y=1'],
+    ]);
+    // The right-to-left override stays inside its own isolated text.
+    const spoof = list.getByRole('listitem').filter({ hasText: 'spoof' }).locator('.text');
+    assert.equal(await spoof.getAttribute('dir'), 'auto');
+    assert.equal(await bob.page.evaluate(() => /** @type {any} */ (window).pwned), undefined);
+    // 10,000 characters is the limit: it goes through whole; one more is refused with a notice.
+    const longest = 'x'.repeat(9_999) + '!';
+    await composer(ann.page).fill(longest);
+    await ann.page.getByRole('button', { name: 'Send' }).click();
+    await expectDelivered(ann.page, 'x'.repeat(50));
+    const got = await list.getByRole('listitem').filter({ hasText: 'x'.repeat(50) }).locator('.text').textContent();
+    assert.equal(got, longest);
+    await composer(ann.page).fill('y'.repeat(10_001));
+    await ann.page.getByText('Too long: 1 characters over the limit of 10,000').waitFor();
+    assert.equal(await ann.page.getByRole('button', { name: 'Send' }).isDisabled(), true);
+    assert.equal((await composer(ann.page).inputValue()).length, 10_001, 'nothing is cut');
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('when the other person is away the composer says so and sends nothing', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    await bob.page.close();
+    await expectStatus(ann.page, 'The other person left');
+    await ann.page.getByText('The other person is not connected, so messages cannot be sent now').waitFor();
+    await composer(ann.page).fill('into the void');
+    await composer(ann.page).press('Enter');
+    assert.equal(await log(ann.page).getByRole('listitem').count(), 0, 'nothing pretends to be sent');
+    assert.equal(await composer(ann.page).inputValue(), 'into the void', 'the text is kept');
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('a message lost when the channel drops arrives once after reconnecting', async () => {
+    const { ann, link } = await connectedPair(shared).then(async ({ ann, bob, link }) => {
+      await bob.context.close();
+      return { ann, link };
+    });
+    // Bob's first page loses one incoming message and one outgoing acknowledgement, as a channel
+    // that dies mid-flight would; after his reload everything works normally.
+    const bob = await newPerson(shared.browser, shared.server.url);
+    await bob.context.addInitScript(() => {
+      if (sessionStorage.getItem('blip')) return;
+      sessionStorage.setItem('blip', 'done');
+      const send = RTCDataChannel.prototype.send;
+      let ackDropped = false;
+      RTCDataChannel.prototype.send = function (/** @type {any} */ data) {
+        if (!ackDropped && typeof data === 'string' && data.includes('"type":"ack"')) {
+          ackDropped = true;
+          return;
+        }
+        return send.call(this, data);
+      };
+      const onmessage = /** @type {PropertyDescriptor} */ (Object.getOwnPropertyDescriptor(RTCDataChannel.prototype, 'onmessage'));
+      Object.defineProperty(RTCDataChannel.prototype, 'onmessage', {
+        get() {
+          return onmessage.get?.call(this);
+        },
+        set(handler) {
+          onmessage.set?.call(this, (/** @type {MessageEvent} */ event) => {
+            if (String(event.data).includes('[lost in flight]')) return;
+            handler(event);
+          });
+        },
+      });
+    });
+    await bob.page.goto(link);
+    await expectStatus(bob.page, CONNECTED);
+    await expectStatus(ann.page, CONNECTED);
+    await typeAndEnter(ann.page, 'ack lost');
+    await expectMessage(bob.page, 'ack lost');
+    await typeAndEnter(ann.page, 'message [lost in flight]');
+    await ann.page.getByRole('listitem').filter({ hasText: 'ack lost' }).getByText('Sent', { exact: true }).waitFor();
+    await ann.page.getByRole('listitem').filter({ hasText: 'lost in flight' }).getByText('Sent', { exact: true }).waitFor();
+    await bob.page.reload();
+    await expectDelivered(ann.page, 'ack lost');
+    await expectDelivered(ann.page, 'lost in flight');
+    await expectMessage(bob.page, 'message [lost in flight]');
+    const texts = await log(bob.page).locator('.text').allTextContents();
+    assert.deepEqual(texts, ['ack lost', 'message [lost in flight]'], 'each message exactly once, in order');
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+});

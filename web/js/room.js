@@ -26,6 +26,7 @@ const keepHistoryBox = /** @type {HTMLInputElement} */ (element('keep-history'))
 const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'));
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
+const earlierButton = /** @type {HTMLButtonElement} */ (element('show-earlier'));
 
 const STATUS = Object.freeze({
   waiting: 'Waiting for the other person…',
@@ -88,34 +89,62 @@ function render() {
 
 /** @typedef {import('./history.js').StoredMessage} StoredMessage */
 
-/** Shows every message of the chat, in order. @param {Chat} chat */
+/** Messages put in the page at once; earlier ones come on request, so a long history opens fast. */
+const PAGE = 200;
+
+/** Every message of the room in order, and the index of the first one in the page. */
+const shown = { ordered: /** @type {StoredMessage[]} */ ([]), from: 0 };
+
+function updateEarlierButton() {
+  earlierButton.hidden = shown.from === 0;
+  earlierButton.textContent = `Show earlier messages (${shown.from})`;
+}
+
+/** Shows the latest messages of the chat, in order. @param {Chat} chat */
 function renderAll(chat) {
-  const ordered = [...chat.messages.values()].sort((a, b) => a.seq - b.seq);
-  shownMessages.clear();
-  for (const message of ordered) shownMessages.set(message.id, message);
-  const fragment = document.createDocumentFragment();
-  ordered.forEach((message, index) => fragment.append(renderMessage(message, ordered[index - 1])));
-  messageLog.replaceChildren(fragment);
+  shown.ordered = [...chat.messages.values()].sort((a, b) => a.seq - b.seq);
+  shown.from = Math.max(0, shown.ordered.length - PAGE);
+  messageLog.replaceChildren(renderRange(shown.from, shown.ordered.length));
+  updateEarlierButton();
   messageLog.lastElementChild?.scrollIntoView({ block: 'end' });
+}
+
+/** @param {number} from @param {number} to */
+function renderRange(from, to) {
+  const fragment = document.createDocumentFragment();
+  for (let index = from; index < to; index += 1) {
+    fragment.append(renderMessage(shown.ordered[index], shown.ordered[index - 1]));
+  }
+  return fragment;
+}
+
+/** Puts the next page of earlier messages above the shown ones, keeping the view where it was. */
+function showEarlier() {
+  const from = Math.max(0, shown.from - PAGE);
+  const heightBefore = messageLog.scrollHeight;
+  messageLog.prepend(renderRange(from, shown.from));
+  shown.from = from;
+  messageLog.scrollTop += messageLog.scrollHeight - heightBefore;
+  updateEarlierButton();
 }
 
 /** Shows a new or changed message. @param {StoredMessage} message */
 function showMessage(message) {
-  const existing = /** @type {HTMLLIElement | null} */ (
-    messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
-  );
-  const previousItem = /** @type {HTMLLIElement | null} */ (existing ? existing.previousElementSibling : messageLog.lastElementChild);
-  const previous = previousItem?.dataset.id ? shownMessages.get(previousItem.dataset.id) : undefined;
-  shownMessages.set(message.id, message);
-  const item = renderMessage(message, previous, existing ?? undefined);
-  if (!existing) {
-    messageLog.append(item);
-    item.scrollIntoView({ block: 'end' });
+  const index = shown.ordered.findLastIndex((other) => other.id === message.id);
+  if (index >= 0) {
+    shown.ordered[index] = message;
+    const item = /** @type {HTMLLIElement | null} */ (
+      messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
+    );
+    if (item) renderMessage(message, shown.ordered[index - 1], item);
+    return;
   }
+  const previous = shown.ordered.at(-1);
+  shown.ordered.push(message);
+  const item = renderMessage(message, previous);
+  messageLog.append(item);
+  item.scrollIntoView({ block: 'end' });
 }
-
-/** What each list item shows, for grouping the next one. @type {Map<string, StoredMessage>} */
-const shownMessages = new Map();
 
 async function main() {
   const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
@@ -275,6 +304,8 @@ async function main() {
     else chat?.stopTyping();
     render();
   });
+
+  earlierButton.addEventListener('click', showEarlier);
 
   keepHistoryBox.addEventListener('change', () => {
     chat?.setKeepHistory(keepHistoryBox.checked);

@@ -196,3 +196,57 @@ describe('chat', () => {
     await Promise.all([ann, bob].map((p) => p.context.close()));
   });
 });
+
+describe('recent rooms', () => {
+  test('the home page lists rooms with their local name, the other person and last activity', async () => {
+    const { ann, bob, link } = await connectedPair(shared);
+    const bobName = await bob.page.getByRole('textbox', { name: 'Your name' }).inputValue();
+    await ann.page.getByRole('textbox', { name: 'Room name (only you see it)' }).fill('Project <b>chat</b>');
+    await ann.page.getByRole('button', { name: 'Rename room' }).click();
+    await ann.page.getByText('Room renamed to “Project <b>chat</b>”').waitFor();
+    assert.match(await ann.page.title(), /^Project <b>chat<\/b> · Natter$/);
+    await typeAndEnter(ann.page, 'hello');
+    await expectMessage(bob.page, 'hello');
+    // A second room, older activity first: the renamed one must come first.
+    await ann.page.goto('/');
+    const recent = ann.page.getByRole('region', { name: 'Recent rooms' });
+    const rooms = recent.getByRole('listitem');
+    await rooms.first().waitFor();
+    assert.equal(await rooms.count(), 1);
+    const first = rooms.first();
+    assert.equal(await first.getByRole('link').textContent(), 'Project <b>chat</b>');
+    await first.getByText(`with ${bobName}`).waitFor();
+    assert.ok(await first.locator('time').getAttribute('datetime'));
+    // Bob did not rename it: he sees it by Ann's name.
+    await bob.page.goto('/');
+    const annName = await ann.context.pages()[0].evaluate(async () => {
+      const db = await new Promise((resolve) => {
+        const request = indexedDB.open('natter');
+        request.onsuccess = () => resolve(request.result);
+      });
+      const get = /** @type {IDBDatabase} */ (db).transaction('settings').objectStore('settings').get('identity');
+      return new Promise((resolve) => (get.onsuccess = () => resolve(get.result.name)));
+    });
+    await bob.page.getByRole('region', { name: 'Recent rooms' }).getByRole('link', { name: `Room with ${annName}` }).waitFor();
+    // Opening it from the list goes back to the room; removing takes it off the list.
+    await first.getByRole('link').click();
+    await ann.page.waitForURL(link);
+    await expectStatus(ann.page, /^(Waiting for the other person…|The other person left)$/);
+    await ann.page.goto('/');
+    await recent.getByRole('button', { name: 'Remove Project <b>chat</b> from recent rooms' }).click();
+    await recent.getByText('Rooms you open appear here').waitFor();
+    assert.equal(await recent.getByRole('listitem').count(), 0);
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+
+  test('the typing indicator shows while the other person types', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    const bobName = await bob.page.getByRole('textbox', { name: 'Your name' }).inputValue();
+    await composer(bob.page).pressSequentially('typing…');
+    await ann.page.getByText(`${bobName} is typing…`).waitFor();
+    await bob.page.keyboard.press('Enter');
+    await expectMessage(ann.page, 'typing…');
+    await ann.page.getByText(`${bobName} is typing…`).waitFor({ state: 'hidden' });
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+});

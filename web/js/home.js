@@ -1,6 +1,7 @@
 // The home page: create a room, or open one from a pasted link or id.
 
 import { newRoomId, roomIdFromLink, roomPath } from './protocol.js';
+import { listRooms, removeRoom, roomLabel } from './recent.js';
 
 const createButton = /** @type {HTMLButtonElement} */ (document.getElementById('create-room'));
 const joinForm = /** @type {HTMLFormElement} */ (document.getElementById('join-form'));
@@ -27,3 +28,40 @@ linkInput.addEventListener('input', () => {
   joinError.textContent = '';
   linkInput.removeAttribute('aria-invalid');
 });
+
+const recentList = /** @type {HTMLUListElement} */ (document.getElementById('recent-rooms'));
+const recentEmpty = /** @type {HTMLElement} */ (document.getElementById('recent-empty'));
+const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** Lists this browser's recent rooms, newest first. Names are untrusted: text only. */
+async function showRecentRooms() {
+  const rooms = await listRooms();
+  recentEmpty.hidden = rooms.length > 0;
+  recentList.replaceChildren(
+    ...rooms.map((entry) => {
+      const item = document.createElement('li');
+      const link = document.createElement('a');
+      link.href = roomPath(entry.room);
+      link.textContent = roomLabel(entry);
+      const details = document.createElement('span');
+      details.className = 'details';
+      const time = document.createElement('time');
+      time.dateTime = new Date(entry.lastActivity).toISOString();
+      time.textContent = when.format(entry.lastActivity);
+      details.append(entry.peerName ? `with ${entry.peerName} · last active ` : 'last active ', time);
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', `Remove ${roomLabel(entry)} from recent rooms`);
+      remove.addEventListener('click', async () => {
+        await removeRoom(entry.room);
+        await showRecentRooms();
+        createButton.focus();
+      });
+      item.append(link, details, remove);
+      return item;
+    }),
+  );
+}
+
+showRecentRooms();

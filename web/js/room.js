@@ -7,6 +7,7 @@ import { PeerLink, prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { renderMessage } from './messages-view.js';
+import { getRoom, roomLabel, touchRoom } from './recent.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -22,6 +23,8 @@ const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
 const messageInput = /** @type {HTMLTextAreaElement} */ (element('message-input'));
 const composerNotice = element('composer-notice');
 const typingLine = element('typing');
+const roomNameForm = /** @type {HTMLFormElement} */ (element('room-name-form'));
+const roomNameInput = /** @type {HTMLInputElement} */ (element('room-name-input'));
 const keepHistoryBox = /** @type {HTMLInputElement} */ (element('keep-history'));
 const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'));
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
@@ -49,6 +52,7 @@ const STATUS = Object.freeze({
  *   otherLeft: boolean,
  *   channelOpen: boolean,
  *   tooLong: number,
+ *   localName: string,
  * }}
  */
 const view = {
@@ -59,6 +63,8 @@ const view = {
   channelOpen: false,
   // Characters over the limit in the composer, 0 when it fits.
   tooLong: 0,
+  // This browser's own name for the room ("Rename room").
+  localName: '',
 };
 
 let everConnected = false;
@@ -84,7 +90,7 @@ function render() {
     : view.final || view.channelOpen
       ? ''
       : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
-  document.title = view.other ? `${view.other.name} · Natter` : 'Natter room';
+  document.title = `${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
 }
 
 /** @typedef {import('./history.js').StoredMessage} StoredMessage */
@@ -228,6 +234,7 @@ async function main() {
           case 'welcome': {
             iceServers = message.iceServers;
             const other = message.peers[0] ?? null;
+            touchRoom(roomId, other ? { peerName: other.name } : {});
             view.other = other;
             if (other) {
               view.otherLeft = false;
@@ -239,10 +246,14 @@ async function main() {
           }
           case 'peer-joined':
             view.other = { peer: message.peer, name: message.name };
+            touchRoom(roomId, { peerName: message.name });
             view.otherLeft = false;
             break;
           case 'peer-renamed':
-            if (view.other?.peer === message.peer) view.other = { peer: message.peer, name: message.name };
+            if (view.other?.peer === message.peer) {
+              view.other = { peer: message.peer, name: message.name };
+              touchRoom(roomId, { peerName: message.name });
+            }
             break;
           case 'peer-left':
             if (view.other?.peer === message.peer) {
@@ -307,6 +318,31 @@ async function main() {
 
   earlierButton.addEventListener('click', showEarlier);
 
+  /** Recent rooms are ordered by activity; a chatty room need not write on every message. */
+  let lastTouched = 0;
+  const noteActivity = () => {
+    if (Date.now() - lastTouched < 10_000) return;
+    lastTouched = Date.now();
+    touchRoom(roomId);
+  };
+
+  getRoom(roomId).then((entry) => {
+    view.localName = entry?.localName ?? '';
+    roomNameInput.value = view.localName;
+    render();
+  });
+
+  roomNameForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    // Only this browser ever sees it, but it is still shown as text and kept to one short line.
+    const name = roomNameInput.value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, '').trim().slice(0, 64);
+    roomNameInput.value = name;
+    view.localName = name;
+    await touchRoom(roomId, { localName: name });
+    shareFeedback.textContent = name ? `Room renamed to “${name}” (only you see this name).` : 'Room name cleared.';
+    render();
+  });
+
   keepHistoryBox.addEventListener('change', () => {
     chat?.setKeepHistory(keepHistoryBox.checked);
   });
@@ -332,7 +368,10 @@ async function main() {
     { room: roomId, self: identity },
     {
       send: (wire) => link?.sendData(wire) ?? false,
-      onChange: showMessage,
+      onChange: (message) => {
+        showMessage(message);
+        noteActivity();
+      },
       onReset: () => renderAll(roomChat),
       onTyping: showTyping,
     },

@@ -6,6 +6,8 @@ const DB_VERSION = 2;
 const SETTINGS = 'settings';
 /** Chat history: one record per message, key [room, id], index "byRoom" on [room, seq]. */
 export const MESSAGES = 'messages';
+/** Rooms this browser was in, for "Recent rooms": one record per room, key room id. */
+export const ROOMS = 'rooms';
 
 /** @type {Promise<IDBDatabase | null> | null} */
 let opening = null;
@@ -23,6 +25,7 @@ export function database() {
         if (event.oldVersion < 2) {
           const messages = db.createObjectStore(MESSAGES, { keyPath: ['room', 'id'] });
           messages.createIndex('byRoom', ['room', 'seq']);
+          db.createObjectStore(ROOMS, { keyPath: 'room' });
         }
       };
       request.onsuccess = () => resolve(request.result);

@@ -1,0 +1,62 @@
+// "Recent rooms": the rooms this browser was in, with a name only this browser knows, the other
+// person's name and the time of the last activity. Kept in IndexedDB (store "rooms").
+
+import { ROOMS, database } from './storage.js';
+
+/**
+ * @typedef {{ room: string, localName: string, peerName: string, lastActivity: number }} RecentRoom
+ */
+
+/**
+ * @template T
+ * @param {IDBRequest<T>} request
+ * @returns {Promise<T>}
+ */
+const done = (request) =>
+  new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+
+/**
+ * Creates or updates the room's entry and marks it active now.
+ * @param {string} room
+ * @param {Partial<Pick<RecentRoom, 'localName' | 'peerName'>>} [changes]
+ */
+export async function touchRoom(room, changes = {}) {
+  const db = await database();
+  if (!db) return;
+  const store = db.transaction(ROOMS, 'readwrite').objectStore(ROOMS);
+  /** @type {RecentRoom | undefined} */
+  const existing = await done(store.get(room));
+  /** @type {RecentRoom} */
+  const entry = { room, localName: '', peerName: '', ...existing, ...changes, lastActivity: Date.now() };
+  await done(store.put(entry));
+}
+
+/** @param {string} room @returns {Promise<RecentRoom | undefined>} */
+export async function getRoom(room) {
+  const db = await database();
+  if (!db) return undefined;
+  return done(db.transaction(ROOMS).objectStore(ROOMS).get(room));
+}
+
+/** Newest first. @returns {Promise<RecentRoom[]>} */
+export async function listRooms() {
+  const db = await database();
+  if (!db) return [];
+  /** @type {RecentRoom[]} */
+  const rooms = await done(db.transaction(ROOMS).objectStore(ROOMS).getAll());
+  return rooms.sort((a, b) => b.lastActivity - a.lastActivity);
+}
+
+/** Takes the room off the list (its messages, if kept, stay until cleared in the room). @param {string} room */
+export async function removeRoom(room) {
+  const db = await database();
+  if (!db) return;
+  await done(db.transaction(ROOMS, 'readwrite').objectStore(ROOMS).delete(room));
+}
+
+/** What to call a room in lists and titles. @param {Pick<RecentRoom, 'localName' | 'peerName'>} entry */
+export const roomLabel = (entry) =>
+  entry.localName || (entry.peerName ? `Room with ${entry.peerName}` : 'Unnamed room');

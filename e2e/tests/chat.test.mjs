@@ -250,3 +250,33 @@ describe('recent rooms', () => {
     await Promise.all([ann, bob].map((p) => p.context.close()));
   });
 });
+
+describe('unread messages', () => {
+  test('the tab title counts messages that arrive while the tab is hidden', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    // Headless tabs are always visible; let the test hide Ann's tab the way the browser would.
+    await ann.page.evaluate(() => {
+      let hidden = false;
+      Object.defineProperty(document, 'visibilityState', { get: () => (hidden ? 'hidden' : 'visible') });
+      Object.defineProperty(document, 'hidden', { get: () => hidden });
+      /** @type {any} */ (window).setHidden = (/** @type {boolean} */ value) => {
+        hidden = value;
+        document.dispatchEvent(new Event('visibilitychange'));
+      };
+    });
+    const sound = ann.page.getByRole('checkbox', { name: 'Sound for new messages' });
+    assert.equal(await sound.isChecked(), false, 'sound is off unless chosen');
+    await sound.check();
+    await ann.page.evaluate(() => /** @type {any} */ (window).setHidden(true));
+    await typeAndEnter(bob.page, 'one');
+    await typeAndEnter(bob.page, 'two');
+    await expectDelivered(bob.page, 'two');
+    await ann.page.waitForFunction(() => document.title.startsWith('(2) '));
+    await ann.page.evaluate(() => /** @type {any} */ (window).setHidden(false));
+    await ann.page.waitForFunction(() => !document.title.startsWith('('));
+    // The sound choice is remembered.
+    await ann.page.reload();
+    await ann.page.waitForFunction(() => /** @type {HTMLInputElement} */ (document.getElementById('sound')).checked);
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+});

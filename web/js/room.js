@@ -8,6 +8,7 @@ import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { renderMessage } from './messages-view.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
+import { getSetting, setSetting } from './storage.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -26,6 +27,7 @@ const typingLine = element('typing');
 const roomNameForm = /** @type {HTMLFormElement} */ (element('room-name-form'));
 const roomNameInput = /** @type {HTMLInputElement} */ (element('room-name-input'));
 const keepHistoryBox = /** @type {HTMLInputElement} */ (element('keep-history'));
+const soundBox = /** @type {HTMLInputElement} */ (element('sound'));
 const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'));
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
@@ -53,6 +55,7 @@ const STATUS = Object.freeze({
  *   channelOpen: boolean,
  *   tooLong: number,
  *   localName: string,
+ *   unread: number,
  * }}
  */
 const view = {
@@ -65,6 +68,8 @@ const view = {
   tooLong: 0,
   // This browser's own name for the room ("Rename room").
   localName: '',
+  // Messages received while the tab was hidden, shown in the title until it is seen.
+  unread: 0,
 };
 
 let everConnected = false;
@@ -90,7 +95,7 @@ function render() {
     : view.final || view.channelOpen
       ? ''
       : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
-  document.title = `${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
+  document.title = `${view.unread ? `(${view.unread}) ` : ''}${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
 }
 
 /** @typedef {import('./history.js').StoredMessage} StoredMessage */
@@ -150,6 +155,30 @@ function showMessage(message) {
   const item = renderMessage(message, previous);
   messageLog.append(item);
   item.scrollIntoView({ block: 'end' });
+}
+
+/** @type {AudioContext | null} */
+let audio = null;
+
+/** A short, soft two-note chime, synthesised: no sound file to fetch. */
+function chime() {
+  try {
+    audio ??= new AudioContext();
+    const start = audio.currentTime;
+    for (const [offset, frequency] of [[0, 880], [0.12, 1320]]) {
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, start + offset);
+      gain.gain.exponentialRampToValueAtTime(0.15, start + offset + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, start + offset + 0.25);
+      tone.connect(gain).connect(audio.destination);
+      tone.start(start + offset);
+      tone.stop(start + offset + 0.3);
+    }
+  } catch {
+    // No audio output: the title still counts.
+  }
 }
 
 async function main() {
@@ -343,6 +372,16 @@ async function main() {
     render();
   });
 
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && view.unread) {
+      view.unread = 0;
+      render();
+    }
+  });
+
+  getSetting('sound').then((on) => (soundBox.checked = on === true));
+  soundBox.addEventListener('change', () => setSetting('sound', soundBox.checked));
+
   keepHistoryBox.addEventListener('change', () => {
     chat?.setKeepHistory(keepHistoryBox.checked);
   });
@@ -371,6 +410,12 @@ async function main() {
       onChange: (message) => {
         showMessage(message);
         noteActivity();
+        // Received messages are reported once (ids are de-duplicated); own ones on every change.
+        if (!message.own && document.visibilityState === 'hidden') {
+          view.unread += 1;
+          if (soundBox.checked) chime();
+          render();
+        }
       },
       onReset: () => renderAll(roomChat),
       onTyping: showTyping,

@@ -280,3 +280,30 @@ describe('unread messages', () => {
     await Promise.all([ann, bob].map((p) => p.context.close()));
   });
 });
+
+describe('emoji picker', () => {
+  test('search, pick into the composer, send, and find it again under recently used', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    await composer(ann.page).fill('Great ');
+    const emojiButton = ann.page.getByRole('button', { name: 'Emoji', exact: true });
+    await emojiButton.click();
+    const picker = ann.page.getByRole('dialog', { name: 'Emoji picker' });
+    await picker.getByRole('searchbox', { name: 'Search emoji' }).fill('thumbs up');
+    assert.equal(await picker.getByRole('button', { name: 'thumbs down sign' }).isVisible(), false, 'search filters');
+    await picker.getByRole('button', { name: 'thumbs up sign' }).click();
+    assert.equal(await picker.isVisible(), false, 'picking closes the picker');
+    assert.equal(await composer(ann.page).inputValue(), 'Great 👍');
+    await ann.page.keyboard.press('Enter');
+    await expectMessage(bob.page, 'Great 👍');
+    // Words people use find emoji too, and what was picked comes back first.
+    await emojiButton.click();
+    await picker.getByRole('group', { name: 'Recently used' }).getByRole('button', { name: 'thumbs up sign' }).waitFor();
+    await picker.getByRole('searchbox', { name: 'Search emoji' }).fill('lol');
+    await picker.getByRole('button', { name: 'face with tears of joy' }).waitFor();
+    // Escape closes it and gives the focus back to the button.
+    await ann.page.keyboard.press('Escape');
+    assert.equal(await picker.isVisible(), false);
+    assert.equal(await emojiButton.evaluate((button) => button === document.activeElement), true);
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+});

@@ -9,6 +9,7 @@ import { Chat } from './chat.js';
 import { renderMessage } from './messages-view.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
+import { EmojiPicker } from './emoji-picker.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -346,6 +347,17 @@ async function main() {
   });
 
   earlierButton.addEventListener('click', showEarlier);
+
+  new EmojiPicker({
+    button: /** @type {HTMLButtonElement} */ (element('emoji-button')),
+    panel: element('emoji-panel'),
+    onPick: (emoji) => {
+      const { selectionStart, selectionEnd } = messageInput;
+      messageInput.setRangeText(emoji, selectionStart, selectionEnd, 'end');
+      messageInput.focus();
+      messageInput.dispatchEvent(new Event('input'));
+    },
+  });
 
   /** Recent rooms are ordered by activity; a chatty room need not write on every message. */
   let lastTouched = 0;

@@ -5,18 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connectedPair, expectStatus, serverAndBrowser } from './harness.mjs';
+import { connectedPair, expectStatus, median, serverAndBrowser } from './harness.mjs';
 
 const shared = serverAndBrowser();
 const MESSAGES = Number(process.env.NATTER_RTT_MESSAGES ?? 100);
 const HISTORY = Number(process.env.NATTER_HISTORY ?? 10_000);
-
-/** @param {number[]} values */
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 /** @param {import('node:test').TestContext} t @param {string[]} lines */
 function report(t, lines) {

@@ -4,18 +4,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { newPerson, serverAndBrowser, startServer, statusOf } from './harness.mjs';
+import { median, newPerson, serverAndBrowser, statusOf } from './harness.mjs';
 
 const JOINS = Number(process.env.NATTER_JOINS ?? 10);
 
 const shared = serverAndBrowser();
-
-/** @param {number[]} values */
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 /** In-page baseline: ms from creating two connections to their data channel opening. */
 async function baselineOnce() {

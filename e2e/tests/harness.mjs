@@ -105,6 +105,13 @@ export function serverAndBrowser() {
   return shared;
 }
 
+/** The median of measurements (benchmarks report medians: this machine is noisy). @param {number[]} values */
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
 export const CONNECTED = /^Connected$/;
 
 /** @param {import('playwright-core').Page} page @param {RegExp | string} text */

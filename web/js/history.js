@@ -1,7 +1,7 @@
 // Chat history per room, kept in this browser's IndexedDB (store "messages") while the room's
 // "Keep history in this browser" setting is on. Nothing here ever leaves the browser.
 
-import { MESSAGES, database, getSetting, setSetting } from './storage.js';
+import { MESSAGES, database, getSetting, requestDone as done, setSetting } from './storage.js';
 
 /**
  * One message as the page shows and stores it.
@@ -34,17 +34,6 @@ export async function setKeepsHistory(room, keep) {
   await setSetting(keepKey(room), keep);
   if (!keep) await clearHistory(room);
 }
-
-/**
- * @template T
- * @param {IDBRequest<T>} request
- * @returns {Promise<T>}
- */
-const done = (request) =>
-  new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
 
 /** @param {string} room */
 const roomRange = (room) => IDBKeyRange.bound([room, -Infinity], [room, Infinity]);

@@ -140,6 +140,20 @@ export const ping = () => JSON.stringify({ type: 'ping' });
 
 /** @param {unknown} value @returns {value is Record<string, unknown>} */
 const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * A JSON object, or null for invalid JSON and for any other JSON value.
+ * @param {string} text
+ * @returns {Record<string, unknown> | null}
+ */
+function parseObject(text) {
+  try {
+    const value = JSON.parse(text);
+    return isObject(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
 /** @param {unknown} value @returns {value is PeerInfo} */
 const isPeerInfo = (value) => isObject(value) && isPeerId(value.peer) && typeof value.name === 'string';
 /** @param {unknown} value @returns {value is IceServer} */
@@ -152,15 +166,8 @@ const isIceServer = (value) =>
  * @returns {ServerMessage | null}
  */
 export function parseServerMessage(text) {
-  /** @type {unknown} */
-  let value;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!isObject(value)) return null;
-  const m = value;
+  const m = parseObject(text);
+  if (!m) return null;
   switch (m.type) {
     case 'hello':
       return typeof m.version === 'number' ? { type: 'hello', version: m.version, server: String(m.server) } : null;
@@ -288,14 +295,8 @@ export const typingMessage = (active) => JSON.stringify({ type: 'typing', active
  */
 export function parseDataMessage(data) {
   if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
-  /** @type {unknown} */
-  let value;
-  try {
-    value = JSON.parse(data);
-  } catch {
-    return null;
-  }
-  if (!isObject(value)) return null;
+  const value = parseObject(data);
+  if (!value) return null;
   switch (value.type) {
     case 'chat': {
       const { id, text, sentAt } = value;

@@ -1,22 +1,11 @@
 // "Recent rooms": the rooms this browser was in, with a name only this browser knows, the other
 // person's name and the time of the last activity. Kept in IndexedDB (store "rooms").
 
-import { ROOMS, database } from './storage.js';
+import { ROOMS, database, requestDone as done } from './storage.js';
 
 /**
  * @typedef {{ room: string, localName: string, peerName: string, lastActivity: number }} RecentRoom
  */
-
-/**
- * @template T
- * @param {IDBRequest<T>} request
- * @returns {Promise<T>}
- */
-const done = (request) =>
-  new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
 
 /**
  * Creates or updates the room's entry and marks it active now.

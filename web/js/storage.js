@@ -68,3 +68,15 @@ export async function setSetting(key, value) {
     transaction.onerror = () => resolve();
   });
 }
+
+/**
+ * The result of an IndexedDB request, as a promise.
+ * @template T
+ * @param {IDBRequest<T>} request
+ * @returns {Promise<T>}
+ */
+export const requestDone = (request) =>
+  new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });

@@ -151,9 +151,13 @@ export function rejoinedSignaling(page) {
 }
 
 /** Ann creates a room from the home page and copies its link with "Share link". */
-/** @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared */
-export async function createRoom(shared) {
+/**
+ * @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared
+ * @param {{ initScript?: () => void }} [options] a script run in every page before the app's own
+ */
+export async function createRoom(shared, options = {}) {
   const ann = await newPerson(shared.browser, shared.server.url);
+  if (options.initScript) await ann.context.addInitScript(options.initScript);
   await ann.page.goto('/');
   await ann.page.getByRole('button', { name: 'Create room' }).click();
   await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
@@ -165,10 +169,14 @@ export async function createRoom(shared) {
   return { ann, link };
 }
 
-/** @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared */
-export async function connectedPair(shared) {
-  const { ann, link } = await createRoom(shared);
+/**
+ * @param {{ server: { url: string }, browser: import('playwright-core').Browser }} shared
+ * @param {{ initScript?: () => void }} [options] a script run in every page before the app's own
+ */
+export async function connectedPair(shared, options = {}) {
+  const { ann, link } = await createRoom(shared, options);
   const bob = await newPerson(shared.browser, shared.server.url);
+  if (options.initScript) await bob.context.addInitScript(options.initScript);
   await bob.page.goto(link);
   await expectStatus(bob.page, CONNECTED);
   await expectStatus(ann.page, CONNECTED);

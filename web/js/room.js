@@ -118,7 +118,30 @@ function renderAll(chat) {
   shown.from = Math.max(0, shown.ordered.length - PAGE);
   messageLog.replaceChildren(renderRange(shown.from, shown.ordered.length));
   updateEarlierButton();
-  messageLog.lastElementChild?.scrollIntoView({ block: 'end' });
+  scrollToLatest(true);
+}
+
+let scrollQueued = false;
+/** Whether the view follows new messages: true unless the person scrolled up to read. */
+let followLatest = true;
+messageLog.addEventListener(
+  'scroll',
+  () => (followLatest = messageLog.scrollHeight - messageLog.scrollTop - messageLog.clientHeight < 80),
+  { passive: true },
+);
+
+/**
+ * Keeps the newest message in view, once per frame rather than forcing a layout per message, and
+ * only if the person was following the latest messages (not while they read older ones).
+ * @param {boolean} [always]
+ */
+function scrollToLatest(always = false) {
+  if (scrollQueued || !(always || followLatest)) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => {
+    scrollQueued = false;
+    messageLog.scrollTop = messageLog.scrollHeight;
+  });
 }
 
 /** @param {number} from @param {number} to */
@@ -155,7 +178,7 @@ function showMessage(message) {
   shown.ordered.push(message);
   const item = renderMessage(message, previous);
   messageLog.append(item);
-  item.scrollIntoView({ block: 'end' });
+  scrollToLatest(message.own);
 }
 
 /** @type {AudioContext | null} */

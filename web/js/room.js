@@ -27,6 +27,9 @@ const composerNotice = element('composer-notice');
 const typingLine = element('typing');
 const roomNameForm = /** @type {HTMLFormElement} */ (element('room-name-form'));
 const roomNameInput = /** @type {HTMLInputElement} */ (element('room-name-input'));
+const settings = /** @type {HTMLDetailsElement} */ (element('room-settings'));
+// On a phone the chat needs the room: the settings start folded there.
+settings.open = matchMedia('(min-width: 40rem)').matches;
 const keepHistoryBox = /** @type {HTMLInputElement} */ (element('keep-history'));
 const soundBox = /** @type {HTMLInputElement} */ (element('sound'));
 const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'));

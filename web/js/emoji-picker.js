@@ -1,8 +1,12 @@
 // The emoji picker: a button that opens a panel with search, recently used emoji and every emoji
 // by category. Data and code are served from our own origin (emoji-data.js is generated).
 
-import { EMOJI } from './emoji-data.js';
 import { getSetting, setSetting } from './storage.js';
+
+/** The emoji list is fetched the first time the picker opens, so it never delays the room page. */
+/** @type {Promise<typeof import('./emoji-data.js').EMOJI> | null} */
+let emojiLoading = null;
+const loadEmoji = () => (emojiLoading ??= import('./emoji-data.js').then((module) => module.EMOJI));
 
 const RECENT_KEY = 'recentEmoji';
 const RECENT_MAX = 24;
@@ -59,8 +63,8 @@ export class EmojiPicker {
     });
   }
 
-  /** Builds the panel on first use: most visits never open it. */
-  #build() {
+  /** Builds the panel on first use: most visits never open it. @param {typeof import('./emoji-data.js').EMOJI} EMOJI */
+  #build(EMOJI) {
     const label = document.createElement('label');
     label.className = 'emoji-search';
     label.textContent = 'Search emoji ';
@@ -98,7 +102,8 @@ export class EmojiPicker {
     if (this.#recentSection) this.#recentSection.hidden = words.length > 0;
   }
 
-  async #showRecent() {
+  /** @param {typeof import('./emoji-data.js').EMOJI} EMOJI */
+  async #showRecent(EMOJI) {
     const recent = /** @type {unknown} */ (await getSetting(RECENT_KEY));
     const list = Array.isArray(recent) ? recent.filter((item) => typeof item === 'string') : [];
     const names = new Map(EMOJI.map(([emoji, name]) => [emoji, name]));
@@ -109,8 +114,9 @@ export class EmojiPicker {
   }
 
   async open() {
-    if (!this.#search) this.#build();
-    await this.#showRecent();
+    const emoji = await loadEmoji();
+    if (!this.#search) this.#build(emoji);
+    await this.#showRecent(emoji);
     this.panel.hidden = false;
     this.button.setAttribute('aria-expanded', 'true');
     const search = /** @type {HTMLInputElement} */ (this.#search);

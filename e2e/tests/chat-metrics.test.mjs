@@ -5,17 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connectedPair, expectStatus, median, serverAndBrowser } from './harness.mjs';
+import { connectedPair, expectStatus, median, report, serverAndBrowser } from './harness.mjs';
 
 const shared = serverAndBrowser();
 const MESSAGES = Number(process.env.NATTER_RTT_MESSAGES ?? 100);
 const HISTORY = Number(process.env.NATTER_HISTORY ?? 10_000);
-
-/** @param {import('node:test').TestContext} t @param {string[]} lines */
-function report(t, lines) {
-  for (const line of lines) t.diagnostic(line);
-  console.log(lines.join('\n'));
-}
 
 /** Keeps every RTCPeerConnection the page makes, so the baseline can use the app's own connection. */
 function keepPeerConnections() {

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { median, newPerson, serverAndBrowser, statusOf } from './harness.mjs';
+import { median, newPerson, report, serverAndBrowser, statusOf } from './harness.mjs';
 
 const JOINS = Number(process.env.NATTER_JOINS ?? 10);
 
@@ -67,14 +67,13 @@ test(`time to Connected for the second person, median of ${JOINS} joins`, async 
   }
   const joinMedian = median(joins);
   const baselineMedian = median(baselines);
-  const report = [
+  const lines = [
     `open link → Connected: median ${joinMedian.toFixed(0)} ms over ${JOINS} joins (min ${Math.min(...joins).toFixed(0)}, max ${Math.max(...joins).toFixed(0)})`,
     `  of which after the page had loaded (signaling + WebRTC): median ${median(afterLoad).toFixed(0)} ms`,
     `baseline, two RTCPeerConnections in one page: median ${baselineMedian.toFixed(0)} ms`,
     `ratio: ${(joinMedian / baselineMedian).toFixed(1)}×`,
   ];
-  for (const line of report) t.diagnostic(line);
-  console.log(report.join('\n'));
+  report(t, lines);
   // A loose bound that still catches a broken fast path (e.g. waiting for ICE gathering or a retry).
   assert.ok(joinMedian < 2000, `median ${joinMedian} ms`);
 });

@@ -112,6 +112,16 @@ export function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/**
+ * Prints a benchmark's figures both as test diagnostics and on stdout (scripts/bench greps them).
+ * @param {import('node:test').TestContext} t
+ * @param {string[]} lines
+ */
+export function report(t, lines) {
+  for (const line of lines) t.diagnostic(line);
+  console.log(lines.join('\n'));
+}
+
 export const CONNECTED = /^Connected$/;
 
 /** @param {import('playwright-core').Page} page @param {RegExp | string} text */

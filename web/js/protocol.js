@@ -35,6 +35,8 @@ export const FINAL_CLOSE_CODES = new Set([
 ]);
 
 const URL_SAFE = /^[A-Za-z0-9_-]+$/;
+/** Connection ids (`conn`) and chat message ids: 8–64 URL-safe characters. */
+const SHORT_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 // Control characters, bidi controls and line/paragraph separators (see "Conventions").
 const FORBIDDEN_IN_NAME = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/;
@@ -233,7 +235,7 @@ const DESCRIPTION_TYPES = new Set(['offer', 'answer', 'pranswer', 'rollback']);
  * @returns {SignalPayload | null}
  */
 export function parseSignalPayload(value) {
-  if (!isObject(value) || typeof value.conn !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(value.conn)) {
+  if (!isObject(value) || typeof value.conn !== 'string' || !SHORT_ID.test(value.conn)) {
     return null;
   }
   const { description, candidate } = value;
@@ -260,8 +262,6 @@ export function parseSignalPayload(value) {
  *   | { type: 'ack', id: string }
  *   | { type: 'typing', active: boolean }} DataMessage
  */
-
-const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
 
 /** Number of characters as people count them (code points, not UTF-16 units). @param {string} text */
 export const textLength = (text) => [...text].length;
@@ -300,13 +300,13 @@ export function parseDataMessage(data) {
   switch (value.type) {
     case 'chat': {
       const { id, text, sentAt } = value;
-      if (typeof id !== 'string' || !MESSAGE_ID.test(id)) return null;
+      if (typeof id !== 'string' || !SHORT_ID.test(id)) return null;
       if (typeof text !== 'string' || text.length === 0 || textLength(text) > CHAT_TEXT_MAX_CHARS) return null;
       if (typeof sentAt !== 'number' || !Number.isFinite(sentAt)) return null;
       return { type: 'chat', id, text, sentAt };
     }
     case 'ack':
-      return typeof value.id === 'string' && MESSAGE_ID.test(value.id) ? { type: 'ack', id: value.id } : null;
+      return typeof value.id === 'string' && SHORT_ID.test(value.id) ? { type: 'ack', id: value.id } : null;
     case 'typing':
       return typeof value.active === 'boolean' ? { type: 'typing', active: value.active } : null;
     default:

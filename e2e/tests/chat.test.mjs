@@ -307,3 +307,93 @@ describe('emoji picker', () => {
     await Promise.all([ann, bob].map((p) => p.context.close()));
   });
 });
+
+/** Is `locator` the focused element? @param {import('playwright-core').Locator} locator */
+const isFocused = (locator) => locator.evaluate((el) => el === document.activeElement);
+
+/** The accessible name of whatever has the focus. @param {import('playwright-core').Page} page */
+const focusedName = (page) => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.textContent ?? '');
+
+/**
+ * Presses `key` (Tab or Shift+Tab) until `locator` has the focus, as a keyboard user would, and fails
+ * if it is never reached.
+ * @param {import('playwright-core').Page} page @param {import('playwright-core').Locator} locator
+ */
+async function tabTo(page, locator, key = 'Tab') {
+  for (let presses = 0; presses < 30; presses += 1) {
+    if (await isFocused(locator)) return;
+    await page.keyboard.press(key);
+  }
+  assert.fail(`${key} never reached ${locator}`);
+}
+
+describe('keyboard only', () => {
+  test('write, pick emoji with the arrow keys, send, and clear history without a mouse', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    const page = ann.page;
+    await tabTo(page, composer(page));
+    await page.keyboard.insertText('typed without a mouse ');
+
+    // Back to the Emoji button, open the picker, search, go down into the results and pick.
+    const emojiButton = page.getByRole('button', { name: 'Emoji', exact: true });
+    await tabTo(page, emojiButton, 'Shift+Tab');
+    await page.keyboard.press('Enter');
+    const picker = page.getByRole('dialog', { name: 'Emoji picker' });
+    const search = picker.getByRole('searchbox', { name: 'Search emoji' });
+    await search.waitFor();
+    assert.ok(await isFocused(search), 'opening the picker puts the focus in its search box');
+    await page.keyboard.type('party popper');
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await focusedName(page), 'party popper');
+    await page.keyboard.press('Enter');
+    assert.equal(await picker.isVisible(), false);
+    assert.ok(await isFocused(composer(page)), 'the focus goes back to the composer');
+    assert.equal(await composer(page).inputValue(), 'typed without a mouse 🎉');
+    await page.keyboard.press('Enter');
+    await expectMessage(bob.page, 'typed without a mouse 🎉');
+
+    // In the full grid the arrows move by one and by a row, keeping the column; Up from the top
+    // row returns to the search box; Search and Enter picks the first match.
+    await tabTo(page, emojiButton, 'Shift+Tab');
+    await page.keyboard.press('Enter');
+    await search.waitFor();
+    await page.keyboard.press('ArrowDown');
+    const first = await focusedName(page);
+    assert.equal(first, 'party popper', 'recently used comes first');
+    await page.keyboard.press('ArrowRight');
+    const second = await focusedName(page);
+    assert.notEqual(second, first);
+    const column = () => page.evaluate(() => Math.round(document.activeElement?.getBoundingClientRect().left ?? -1));
+    const x = await column();
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await column(), x, 'Down keeps the column');
+    assert.notEqual(await focusedName(page), second);
+    await page.keyboard.press('ArrowUp');
+    assert.equal(await focusedName(page), second);
+    await page.keyboard.press('ArrowUp');
+    assert.equal(await focusedName(page), first, 'Up crosses into the section above');
+    await page.keyboard.press('ArrowUp');
+    assert.ok(await isFocused(search), 'Up from the first row goes back to the search');
+    await page.keyboard.type('thumbs up');
+    await page.keyboard.press('Enter');
+    assert.equal(await composer(page).inputValue(), '👍');
+    await page.keyboard.press('Enter');
+    await expectMessage(bob.page, '👍');
+
+    // Settings fold and unfold with the keyboard, and Clear messages asks first.
+    const settings = page.getByText('Names and history', { exact: true });
+    const details = page.locator('details', { has: settings });
+    const wasOpen = await details.evaluate((el) => /** @type {HTMLDetailsElement} */ (el).open);
+    await tabTo(page, settings, 'Shift+Tab');
+    await page.keyboard.press('Enter');
+    assert.equal(await details.evaluate((el) => /** @type {HTMLDetailsElement} */ (el).open), !wasOpen);
+    if (wasOpen) await page.keyboard.press('Enter');
+    const clear = page.getByRole('button', { name: 'Clear messages' });
+    await tabTo(page, clear);
+    page.once('dialog', (dialog) => dialog.accept());
+    await page.keyboard.press('Enter');
+    await log(page).getByRole('listitem').first().waitFor({ state: 'detached' });
+    await expectMessage(bob.page, '👍');
+    await Promise.all([ann, bob].map((p) => p.context.close()));
+  });
+});

@@ -19,6 +19,8 @@ function emojiButton(emoji, name) {
   button.textContent = emoji;
   button.setAttribute('aria-label', name);
   button.dataset.emoji = emoji;
+  // Roving focus: the grid is one Tab stop, arrow keys move within it.
+  button.tabIndex = -1;
   return button;
 }
 
@@ -85,11 +87,94 @@ export class EmojiPicker {
     scroller.append(this.#recentSection, ...[...byCategory].map(([title, buttons]) => section(title, buttons)));
     this.panel.append(label, scroller);
     search.addEventListener('input', () => this.#filter(search.value));
+    search.addEventListener('keydown', (event) => {
+      const first = this.#visibleButtons()[0];
+      if (!first) return;
+      if (event.key === 'ArrowDown') {
+        event.preventDefault();
+        this.#focusButton(first);
+      } else if (event.key === 'Enter') {
+        // Search then Enter picks the best match, as in the pickers people know.
+        event.preventDefault();
+        if (first.dataset.emoji) this.#pick(first.dataset.emoji);
+      }
+    });
+    scroller.addEventListener('keydown', (event) => this.#navigate(event));
     scroller.addEventListener('click', (event) => {
       const button = /** @type {HTMLElement} */ (event.target).closest('button.emoji');
       if (button instanceof HTMLButtonElement && button.dataset.emoji) this.#pick(button.dataset.emoji);
     });
     this.#search = search;
+  }
+
+  /** Emoji buttons on show, in reading order. @returns {HTMLButtonElement[]} */
+  #visibleButtons() {
+    const all = /** @type {NodeListOf<HTMLButtonElement>} */ (this.panel.querySelectorAll('button.emoji'));
+    // offsetParent is null for anything inside a hidden section or hidden itself.
+    return [...all].filter((button) => button.offsetParent !== null);
+  }
+
+  /** Makes `button` the grid's single Tab stop. @param {HTMLButtonElement} button */
+  #setTabStop(button) {
+    for (const other of this.panel.querySelectorAll('button.emoji[tabindex="0"]')) /** @type {HTMLElement} */ (other).tabIndex = -1;
+    button.tabIndex = 0;
+  }
+
+  /** @param {HTMLButtonElement} button */
+  #focusButton(button) {
+    this.#setTabStop(button);
+    button.focus();
+    button.scrollIntoView({ block: 'nearest' });
+  }
+
+  /** Arrow keys, Home and End move through the grid; Up/Down keep the column. @param {KeyboardEvent} event */
+  #navigate(event) {
+    const current = /** @type {HTMLElement} */ (event.target).closest('button.emoji');
+    if (!(current instanceof HTMLButtonElement)) return;
+    const buttons = this.#visibleButtons();
+    const index = buttons.indexOf(current);
+    if (index < 0) return;
+    /** @type {HTMLButtonElement | undefined} */
+    let next;
+    if (event.key === 'ArrowRight') next = buttons[index + 1];
+    else if (event.key === 'ArrowLeft') next = buttons[index - 1];
+    else if (event.key === 'Home') next = buttons[0];
+    else if (event.key === 'End') next = buttons.at(-1);
+    else if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      next = this.#sameColumn(buttons, index, event.key === 'ArrowDown' ? 1 : -1);
+      if (!next && event.key === 'ArrowUp') {
+        // Up from the first row goes back to the search box.
+        event.preventDefault();
+        this.#search?.focus();
+        return;
+      }
+    } else return;
+    event.preventDefault();
+    if (next) this.#focusButton(next);
+  }
+
+  /**
+   * The button in the row above or below whose centre is nearest the current one's: rows differ in
+   * length between sections, so the column is found by position, not by counting.
+   * @param {HTMLButtonElement[]} buttons @param {number} index @param {1 | -1} step
+   */
+  #sameColumn(buttons, index, step) {
+    const from = buttons[index].getBoundingClientRect();
+    const centre = from.left + from.width / 2;
+    /** @type {number | null} */
+    let rowTop = null;
+    /** @type {HTMLButtonElement | undefined} */
+    let best;
+    let bestDistance = Infinity;
+    for (let i = index + step; i >= 0 && i < buttons.length; i += step) {
+      const rect = buttons[i].getBoundingClientRect();
+      if (Math.abs(rect.top - from.top) < 1) continue;
+      rowTop ??= rect.top;
+      if (Math.abs(rect.top - rowTop) >= 1) break;
+      const distance = Math.abs(rect.left + rect.width / 2 - centre);
+      if (distance < bestDistance) [best, bestDistance] = [buttons[i], distance];
+    }
+    return best;
   }
 
   /** @param {string} query */
@@ -100,6 +185,9 @@ export class EmojiPicker {
       /** @type {HTMLElement} */ (button).hidden = !words.every((word) => haystack.includes(word));
     }
     if (this.#recentSection) this.#recentSection.hidden = words.length > 0;
+    // Tab from the search box lands on the first match.
+    const first = this.#visibleButtons()[0];
+    if (first) this.#setTabStop(first);
   }
 
   /** @param {typeof import('./emoji-data.js').EMOJI} EMOJI */

@@ -53,7 +53,8 @@ export class Chat {
     const stored = this.keepHistory ? await loadHistory(this.room) : [];
     for (const message of stored) {
       this.messages.set(message.id, message);
-      if (message.own && message.state !== 'delivered') this.#unacknowledged.set(message.id, message);
+      // Files have their own resume (files.js); only chat text is sent again.
+      if (message.own && !message.file && message.state !== 'delivered') this.#unacknowledged.set(message.id, message);
     }
     return stored;
   }
@@ -63,6 +64,11 @@ export class Chat {
     this.messages.set(message.id, message);
     if (this.keepHistory) saveMessage(message).catch((error) => console.warn('natter: history not saved', error));
     this.handlers.onChange(message);
+  }
+
+  /** Records a message that is not chat text (a file), in the page and in history. @param {StoredMessage} message */
+  put(message) {
+    this.#store(message);
   }
 
   /**

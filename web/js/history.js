@@ -15,6 +15,7 @@ import { MESSAGES, database, getSetting, requestDone as done, setSetting } from 
  *   text: string,
  *   sentAt: number,
  *   state: 'sending' | 'sent' | 'delivered' | 'received',
+ *   file?: import('./files.js').FileInfo,
  * }} StoredMessage
  */
 

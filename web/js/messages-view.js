@@ -1,5 +1,8 @@
 // Renders chat messages as DOM. Message text and names are untrusted: they only ever become text
-// nodes; the only elements made from them are links, and only for http(s) URLs.
+// nodes; the only elements made from them are links, and only for http(s) URLs. Files get a card
+// from file-view.js.
+
+import { renderFileCard } from './file-view.js';
 
 /** @typedef {import('./history.js').StoredMessage} StoredMessage */
 
@@ -82,6 +85,12 @@ export function renderMessage(message, previous, item = document.createElement('
   time.dateTime = new Date(message.sentAt).toISOString();
   time.textContent = timeFormat.format(message.sentAt);
   header.append(author, ' ', time);
+
+  if (message.file) {
+    item.classList.add('file');
+    item.append(header, renderFileCard(/** @type {StoredMessage & { file: import('./files.js').FileInfo }} */ (message)));
+    return item;
+  }
 
   const body = document.createElement('div');
   body.className = isEmojiOnly(message.text) ? 'text emoji-only' : 'text';

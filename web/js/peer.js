@@ -1,5 +1,5 @@
 // One RTCPeerConnection to the other person in a pair room, negotiated with the perfect
-// negotiation pattern (docs/protocol.md, "Peer to peer"), carrying the chat data channel.
+// negotiation pattern (docs/protocol.md, "Peer to peer"), carrying the chat and files data channels.
 
 import * as protocol from './protocol.js';
 
@@ -8,6 +8,8 @@ import * as protocol from './protocol.js';
  *   send: (payload: protocol.SignalPayload) => void,
  *   onChannelState: (open: boolean) => void,
  *   onData: (message: protocol.DataMessage) => void,
+ *   onFilesChannel: (channel: RTCDataChannel | null) => void,
+ *   onFileData: (data: string | ArrayBuffer) => void,
  * }} PeerLinkHandlers
  */
 
@@ -16,6 +18,8 @@ export class PeerLink {
   #pc;
   /** @type {RTCDataChannel} */
   #channel;
+  /** @type {RTCDataChannel} */
+  #files;
   #makingOffer = false;
   #ignoreOffer = false;
   /** The other side's current connection id; payloads from older ones are stale. */
@@ -35,10 +39,10 @@ export class PeerLink {
     // Exactly one side is polite: the one whose id sorts first.
     this.polite = options.selfId < options.remoteId;
     this.conn = protocol.newConnId();
-    [this.#pc, this.#channel] = this.#create();
+    [this.#pc, this.#channel, this.#files] = this.#create();
   }
 
-  /** @returns {[RTCPeerConnection, RTCDataChannel]} */
+  /** @returns {[RTCPeerConnection, RTCDataChannel, RTCDataChannel]} */
   #create() {
     const pc = new RTCPeerConnection({
       iceServers: this.iceServers,
@@ -74,16 +78,33 @@ export class PeerLink {
       const message = protocol.parseDataMessage(event.data);
       if (message) this.handlers.onData(message);
     };
-    return [pc, channel];
+    // Bulk file data has its own stream, so chat messages never wait behind queued chunks.
+    const files = pc.createDataChannel(protocol.FILES_CHANNEL.label, {
+      negotiated: true,
+      id: protocol.FILES_CHANNEL.id,
+    });
+    files.binaryType = 'arraybuffer';
+    files.onopen = () => {
+      if (pc === this.#pc) this.handlers.onFilesChannel(files);
+    };
+    files.onclose = () => {
+      if (pc === this.#pc) this.handlers.onFilesChannel(null);
+    };
+    files.onmessage = (event) => {
+      if (pc === this.#pc) this.handlers.onFileData(event.data);
+    };
+    return [pc, channel, files];
   }
 
   /** The other side started over with a new connection: so do we. */
   #reset() {
     const old = this.#pc;
+    const filesWereOpen = this.#files.readyState === 'open';
     this.conn = protocol.newConnId();
-    [this.#pc, this.#channel] = this.#create();
+    [this.#pc, this.#channel, this.#files] = this.#create();
     old.close();
     this.handlers.onChannelState(false);
+    if (filesWereOpen) this.handlers.onFilesChannel(null);
   }
 
   get channelOpen() {

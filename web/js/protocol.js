@@ -11,6 +11,18 @@ export const CHAT_TEXT_MAX_CHARS = 10_000;
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 /** Label and id of the negotiated chat data channel. */
 export const CHAT_CHANNEL = { label: 'chat', id: 0 };
+/** Label and id of the negotiated data channel for files: control messages and binary chunks. */
+export const FILES_CHANNEL = { label: 'files', id: 1 };
+/** Payload bytes per file chunk; only the last chunk of a file may be shorter. */
+export const FILE_CHUNK_BYTES = 16 * 1024;
+/** Characters of a transfer id, which is also the first bytes of every chunk. */
+export const FILE_ID_LENGTH = 16;
+/** Bytes before a chunk's payload: the transfer id (ASCII) and the chunk's index (u32, big-endian). */
+export const FILE_CHUNK_HEADER_BYTES = FILE_ID_LENGTH + 4;
+/** Longest file name in an offer, in characters (code points). */
+export const FILE_NAME_MAX_CHARS = 200;
+/** The server's file-size policy when it does not say (docs/protocol.md, "welcome"). */
+export const DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024;
 
 /** WebSocket close codes the server uses (docs/protocol.md, "Close codes"). */
 export const CLOSE = Object.freeze({
@@ -61,6 +73,8 @@ export const newPeerId = () => randomId(22);
 export const newConnId = () => randomId(16);
 /** A new chat message id. */
 export const newMessageId = () => randomId(16);
+/** A new file transfer id. */
+export const newFileId = () => randomId(FILE_ID_LENGTH);
 
 /** @param {unknown} value @returns {value is string} */
 export function isRoomId(value) {
@@ -131,7 +145,7 @@ export const ping = () => JSON.stringify({ type: 'ping' });
 /**
  * @typedef {{ type: 'hello', version: number, server: string }
  *   | { type: 'welcome', room: string, peer: string, kind: string, capacity: number,
- *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean }
+ *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean, maxFileBytes: number }
  *   | { type: 'peer-joined', peer: string, name: string }
  *   | { type: 'peer-left', peer: string, reason: 'left' | 'timed-out' }
  *   | { type: 'peer-renamed', peer: string, name: string }
@@ -186,6 +200,10 @@ export function parseServerMessage(text) {
         peers: m.peers,
         iceServers: Array.isArray(m.iceServers) ? m.iceServers.filter(isIceServer) : [],
         resumed: m.resumed === true,
+        maxFileBytes:
+          Number.isSafeInteger(m.maxFileBytes) && Number(m.maxFileBytes) > 0
+            ? Number(m.maxFileBytes)
+            : DEFAULT_MAX_FILE_BYTES,
       };
     case 'peer-joined':
     case 'peer-renamed':
@@ -312,4 +330,134 @@ export function parseDataMessage(data) {
     default:
       return null;
   }
+}
+
+// --- peer to peer: data channel `files` -----------------------------------------------------
+
+const FILE_ID = /^[A-Za-z0-9_-]{16}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const MIME_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}$/;
+/** Characters that could hide a file's real name or extension, or act as a path. */
+const UNSAFE_IN_FILE_NAME = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff\\/:*?"<>|]/g;
+const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
+
+/** The reasons of `file-decline` and `file-cancel`. */
+export const DECLINE_REASONS = /** @type {const} */ (['declined', 'too-large', 'no-space', 'busy']);
+export const CANCEL_REASONS = /** @type {const} */ (['cancelled', 'corrupt', 'failed']);
+
+/**
+ * @typedef {{ type: 'file-offer', id: string, name: string, size: number, mime: string, sha256: string, sentAt: number }} FileOffer
+ * @typedef {FileOffer
+ *   | { type: 'file-accept', id: string, from: number }
+ *   | { type: 'file-decline', id: string, reason: typeof DECLINE_REASONS[number] }
+ *   | { type: 'file-cancel', id: string, reason: typeof CANCEL_REASONS[number] }
+ *   | { type: 'file-ack', id: string, stored: number }
+ *   | { type: 'file-complete', id: string }} FileMessage
+ */
+
+/**
+ * A file name that is safe to show and to save: no path, no control or text-direction characters
+ * (which could disguise "photo\u202Egpj.exe" as "photoexe.jpg"), no characters Windows refuses,
+ * no leading dots, at most FILE_NAME_MAX_CHARS characters with the extension kept.
+ * @param {string} name
+ */
+export function sanitizeFileName(name) {
+  let clean = String(name).normalize('NFC').replace(UNSAFE_IN_FILE_NAME, '_').replace(/\s+/g, ' ').trim();
+  clean = clean.replace(/^[.\s]+/, '').replace(/[.\s]+$/, '');
+  if (WINDOWS_RESERVED.test(clean)) clean = `_${clean}`;
+  const chars = [...clean];
+  if (chars.length > FILE_NAME_MAX_CHARS) {
+    const dot = clean.lastIndexOf('.');
+    const extension = dot > 0 ? [...clean.slice(dot)] : [];
+    const keep = extension.length <= 16 ? extension : [];
+    clean = chars.slice(0, FILE_NAME_MAX_CHARS - keep.length).join('') + keep.join('');
+  }
+  return clean || 'file';
+}
+
+/** A MIME type as offered: lowercase `type/subtype` without parameters, or '' if unknown. @param {string} type */
+export function sanitizeMimeType(type) {
+  const bare = String(type).split(';')[0].trim().toLowerCase();
+  return MIME_TYPE.test(bare) ? bare : '';
+}
+
+/** @param {FileMessage} message */
+export const fileWire = (message) => JSON.stringify(message);
+
+/** @param {unknown} value @returns {value is number} */
+const isCount = (value) => Number.isSafeInteger(value) && Number(value) >= 0;
+
+/**
+ * Parses a control message of the `files` channel; null for anything malformed or unknown.
+ * @param {unknown} data
+ * @returns {FileMessage | null}
+ */
+export function parseFileMessage(data) {
+  if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
+  const value = parseObject(data);
+  if (!value || typeof value.id !== 'string' || !FILE_ID.test(value.id)) return null;
+  const id = value.id;
+  switch (value.type) {
+    case 'file-offer': {
+      const { name, size, mime, sha256, sentAt } = value;
+      if (typeof name !== 'string' || name.length === 0 || textLength(name) > FILE_NAME_MAX_CHARS) return null;
+      if (sanitizeFileName(name) !== name) return null;
+      if (!isCount(size) || typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) return null;
+      if (typeof mime !== 'string' || (mime !== '' && sanitizeMimeType(mime) !== mime)) return null;
+      if (typeof sentAt !== 'number' || !Number.isFinite(sentAt)) return null;
+      return { type: 'file-offer', id, name, size, mime, sha256, sentAt };
+    }
+    case 'file-accept':
+      return isCount(value.from) ? { type: 'file-accept', id, from: value.from } : null;
+    case 'file-decline': {
+      const reason = DECLINE_REASONS.find((known) => known === value.reason);
+      return reason ? { type: 'file-decline', id, reason } : null;
+    }
+    case 'file-cancel': {
+      const reason = CANCEL_REASONS.find((known) => known === value.reason);
+      return reason ? { type: 'file-cancel', id, reason } : null;
+    }
+    case 'file-ack':
+      return isCount(value.stored) ? { type: 'file-ack', id, stored: value.stored } : null;
+    case 'file-complete':
+      return { type: 'file-complete', id };
+    default:
+      return null;
+  }
+}
+
+/** Number of chunks of a file of `size` bytes. @param {number} size */
+export const chunkCount = (size) => Math.ceil(size / FILE_CHUNK_BYTES);
+
+/** Payload bytes of chunk `seq` of a file of `size` bytes. @param {number} size @param {number} seq */
+export const chunkLength = (size, seq) => Math.min(FILE_CHUNK_BYTES, size - seq * FILE_CHUNK_BYTES);
+
+/**
+ * A binary chunk: transfer id, index, payload.
+ * @param {string} id a transfer id (16 ASCII characters)
+ * @param {number} seq
+ * @param {Uint8Array} payload
+ */
+export function encodeChunk(id, seq, payload) {
+  const chunk = new Uint8Array(FILE_CHUNK_HEADER_BYTES + payload.length);
+  for (let i = 0; i < FILE_ID_LENGTH; i += 1) chunk[i] = id.charCodeAt(i);
+  new DataView(chunk.buffer).setUint32(FILE_ID_LENGTH, seq);
+  chunk.set(payload, FILE_CHUNK_HEADER_BYTES);
+  return chunk;
+}
+
+/**
+ * Reads a chunk's header; null if it is too short, too long or its id is not a transfer id. The
+ * payload is the rest of `buffer`, from `offset`.
+ * @param {ArrayBuffer} buffer
+ * @returns {{ id: string, seq: number, offset: number, length: number } | null}
+ */
+export function parseChunk(buffer) {
+  if (!(buffer instanceof ArrayBuffer)) return null;
+  const length = buffer.byteLength - FILE_CHUNK_HEADER_BYTES;
+  if (length <= 0 || length > FILE_CHUNK_BYTES) return null;
+  const id = String.fromCharCode(...new Uint8Array(buffer, 0, FILE_ID_LENGTH));
+  if (!FILE_ID.test(id)) return null;
+  const seq = new DataView(buffer).getUint32(FILE_ID_LENGTH);
+  return { id, seq, offset: FILE_CHUNK_HEADER_BYTES, length };
 }

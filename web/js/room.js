@@ -10,6 +10,9 @@ import { renderMessage } from './messages-view.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
 import { EmojiPicker } from './emoji-picker.js';
+import { FileTransfers } from './files.js';
+import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
+import { fillPreview, formatBytes, revokePreviews, showProgress } from './file-view.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -36,6 +39,12 @@ const clearButton = /** @type {HTMLButtonElement} */ (element('clear-messages'))
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
 const earlierButton = /** @type {HTMLButtonElement} */ (element('show-earlier'));
+const attachButton = /** @type {HTMLButtonElement} */ (element('attach'));
+const fileInput = /** @type {HTMLInputElement} */ (element('file-input'));
+const reselectInput = /** @type {HTMLInputElement} */ (element('reselect-input'));
+const fileStatus = element('file-status');
+const viewer = /** @type {HTMLDialogElement} */ (element('file-viewer'));
+const viewerImage = /** @type {HTMLImageElement} */ (element('file-viewer-image'));
 
 const STATUS = Object.freeze({
   waiting: 'Waiting for the other person…',
@@ -94,6 +103,7 @@ function render() {
   }
   peerLine.textContent = view.other ? `With ${view.other.name}` : 'Nobody else is here yet';
   sendButton.disabled = !view.channelOpen || view.tooLong > 0;
+  attachButton.disabled = !view.channelOpen;
   composerNotice.textContent = view.tooLong
     ? `Too long: ${view.tooLong} characters over the limit of ${protocol.CHAT_TEXT_MAX_CHARS.toLocaleString('en')}. Nothing is cut; shorten it to send.`
     : view.final || view.channelOpen
@@ -109,6 +119,40 @@ const PAGE = 200;
 
 /** Every message of the room in order, and the index of the first one in the page. */
 const shown = { ordered: /** @type {StoredMessage[]} */ ([]), from: 0 };
+
+/** The room's file transfers, once the identity is known. @type {FileTransfers | null} */
+let files = null;
+/** @type {FileStore | null} */
+let fileStore = null;
+
+/** Opens the large view of an image. @param {string} url @param {string} name */
+function enlarge(url, name) {
+  viewerImage.src = url;
+  viewerImage.alt = name;
+  viewer.setAttribute('aria-label', name);
+  viewer.showModal();
+}
+
+/**
+ * Builds a message's list item; a file's card also gets its live progress and its preview.
+ * @param {StoredMessage} message
+ * @param {StoredMessage | undefined} previous
+ * @param {HTMLLIElement} [item]
+ */
+function renderItem(message, previous, item) {
+  const rendered = renderMessage(message, previous, item);
+  const info = message.file;
+  if (!info || !files) return rendered;
+  const transfer = files.transfers.get(message.id);
+  if (transfer?.active) showProgress(rendered, transfer);
+  const file = message.own ? transfer?.file : null;
+  if (file || (!message.own && info.state === 'complete' && fileStore)) {
+    const store = fileStore;
+    const read = async () => file ?? (await store?.read(message.id)) ?? null;
+    fillPreview(rendered, /** @type {StoredMessage & { file: typeof info }} */ (message), read, enlarge);
+  }
+  return rendered;
+}
 
 function updateEarlierButton() {
   earlierButton.hidden = shown.from === 0;
@@ -151,7 +195,7 @@ function scrollToLatest(always = false) {
 function renderRange(from, to) {
   const fragment = document.createDocumentFragment();
   for (let index = from; index < to; index += 1) {
-    fragment.append(renderMessage(shown.ordered[index], shown.ordered[index - 1]));
+    fragment.append(renderItem(shown.ordered[index], shown.ordered[index - 1]));
   }
   return fragment;
 }
@@ -174,12 +218,12 @@ function showMessage(message) {
     const item = /** @type {HTMLLIElement | null} */ (
       messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
     );
-    if (item) renderMessage(message, shown.ordered[index - 1], item);
+    if (item) renderItem(message, shown.ordered[index - 1], item);
     return;
   }
   const previous = shown.ordered.at(-1);
   shown.ordered.push(message);
-  const item = renderMessage(message, previous);
+  const item = renderItem(message, previous);
   messageLog.append(item);
   scrollToLatest(message.own);
 }
@@ -259,6 +303,12 @@ async function main() {
           render();
         },
         onData: (message) => chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' }),
+        onFilesChannel: (channel) => {
+          if (link !== created) return;
+          if (channel) files?.channelOpened(channel);
+          else files?.channelClosed('connection');
+        },
+        onFileData: (data) => files?.receive(data),
       },
     );
     link = created;
@@ -269,7 +319,14 @@ async function main() {
     link?.close();
     link = null;
     view.channelOpen = false;
+    files?.channelClosed(view.otherLeft ? 'left' : 'connection');
   };
+
+  /** Who files come from and go to, for naming them in messages. */
+  const notePeer = () => {
+    if (files && view.other) files.peer = { peerId: view.other.peer, name: view.other.name };
+  };
+  let maxFileBytes = protocol.DEFAULT_MAX_FILE_BYTES;
 
   const signaling = new Signaling(
     { url: url.href, room: roomId, identity: identityLoading },
@@ -289,6 +346,8 @@ async function main() {
         switch (message.type) {
           case 'welcome': {
             iceServers = message.iceServers;
+            maxFileBytes = message.maxFileBytes;
+            if (files) files.maxFileBytes = maxFileBytes;
             const other = message.peers[0] ?? null;
             touchRoom(roomId, other ? { peerName: other.name } : {});
             view.other = other;
@@ -319,6 +378,7 @@ async function main() {
             }
             break;
           case 'signal':
+            notePeer();
             if (view.other?.peer !== message.from) break;
             // The newcomer offers first; the one who was waiting makes its link on the first signal.
             (link?.remoteId === message.from ? link : openLink(message.from)).handleSignal(message.payload);
@@ -327,10 +387,106 @@ async function main() {
             if (message.code === 'invalid-name') nameError.textContent = 'The server refused that name.';
             break;
         }
+        notePeer();
         render();
       },
     },
   );
+
+  /** Offers files to the other person; each is its own transfer. @param {Iterable<File>} chosen */
+  const sendFiles = (chosen) => {
+    for (const file of chosen) {
+      const result = files?.offer(file);
+      if (!result || result.ok) continue;
+      composerNotice.textContent =
+        result.reason === 'offline'
+          ? `Not sent: the other person is not connected.`
+          : `${file.name} is ${formatBytes(file.size)}: larger than this server's limit of ${formatBytes(files?.maxFileBytes ?? 0)}.`;
+    }
+  };
+
+  attachButton.addEventListener('click', () => fileInput.click());
+  fileInput.addEventListener('change', () => {
+    sendFiles(fileInput.files ?? []);
+    fileInput.value = '';
+  });
+  // Files dropped anywhere on the page, or pasted, are sent like attached ones.
+  document.addEventListener('dragover', (event) => {
+    if (!event.dataTransfer?.types.includes('Files')) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'copy';
+  });
+  document.addEventListener('drop', (event) => {
+    if (!event.dataTransfer?.files.length) return;
+    event.preventDefault();
+    sendFiles(event.dataTransfer.files);
+  });
+  document.addEventListener('paste', (event) => {
+    if (!event.clipboardData?.files.length) return;
+    event.preventDefault();
+    sendFiles(event.clipboardData.files);
+  });
+
+  /** The transfer a "Select file again" click is for. @type {string | null} */
+  let reselecting = null;
+  reselectInput.addEventListener('change', async () => {
+    const file = reselectInput.files?.[0];
+    const id = reselecting;
+    reselectInput.value = '';
+    if (!file || !id || !files) return;
+    const expected = files.transfers.get(id)?.info;
+    const same = await files.reselect(id, file);
+    if (!same && expected) {
+      fileStatus.textContent = `That is not the same file: ${expected.name} is ${formatBytes(expected.size)} and must be identical to continue.`;
+    }
+  });
+
+  /** Saves a received file under its (sanitised) name. @param {string} id */
+  const download = async (id) => {
+    const info = files?.transfers.get(id)?.info;
+    const file = await fileStore?.read(id);
+    if (!info || !file) {
+      fileStatus.textContent = 'That file is no longer stored in this browser.';
+      return;
+    }
+    // Typed as plain bytes, so the browser saves it instead of opening it as a page.
+    const url = URL.createObjectURL(new Blob([file], { type: 'application/octet-stream' }));
+    const anchor = document.createElement('a');
+    anchor.href = url;
+    anchor.download = protocol.sanitizeFileName(info.name);
+    anchor.click();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  };
+
+  messageLog.addEventListener('click', (event) => {
+    const button = /** @type {HTMLElement} */ (event.target).closest('button[data-action]');
+    const id = button?.closest('li')?.dataset.id;
+    if (!(button instanceof HTMLButtonElement) || !id || !files) return;
+    switch (button.dataset.action) {
+      case 'accept':
+        files.accept(id);
+        break;
+      case 'decline':
+        files.decline(id);
+        break;
+      case 'cancel':
+        files.cancel(id);
+        break;
+      case 'download':
+        download(id);
+        break;
+      case 'reselect':
+        reselecting = id;
+        reselectInput.click();
+        break;
+    }
+  });
+
+  viewer.addEventListener('click', (event) => {
+    // A click on the backdrop (outside the image) closes the view, like Escape and "Close".
+    if (event.target === viewer) viewer.close();
+  });
+  element('file-viewer-close').addEventListener('click', () => viewer.close());
 
   shareButton.addEventListener('click', async () => {
     const link = new URL(protocol.roomPath(roomId), location.origin).href;
@@ -428,7 +584,10 @@ async function main() {
     const sure = window.confirm(
       "Clear this browser's messages of this room? The other person keeps theirs. This cannot be undone.",
     );
-    if (sure) await chat?.clear();
+    if (!sure) return;
+    files?.clear();
+    revokePreviews();
+    await chat?.clear();
   });
 
   // Closing the page is leaving: tell the other person now rather than after the grace period.
@@ -460,7 +619,27 @@ async function main() {
     },
   );
   chat = roomChat;
+  const store = new FileStore(roomId, (event) => files?.storageEvent(event));
+  fileStore = store;
+  const hasher = new FileHasher();
+  files = new FileTransfers(
+    { room: roomId, self: identity, maxFileBytes },
+    {
+      put: (message) => roomChat.put(message),
+      onProgress: (transfer) => {
+        const item = messageLog.querySelector(`li[data-id="${CSS.escape(transfer.id)}"]`);
+        if (item instanceof HTMLElement) showProgress(item, transfer);
+      },
+      notify: (text) => (fileStatus.textContent = text),
+      hash: (file, progress, signal) => hasher.hash(file, progress, signal),
+      hasSpaceFor,
+      idInUse: (id) => roomChat.messages.has(id),
+      storage: store,
+    },
+  );
+  notePeer();
   await roomChat.load();
+  files.load(roomChat.messages.values());
   keepHistoryBox.checked = roomChat.keepHistory;
   renderAll(roomChat);
   performance.mark('natter:history-shown');
@@ -477,6 +656,7 @@ async function main() {
     nameInput.value = name;
     identity.name = name;
     chat?.rename(name);
+    if (files) files.self = { ...files.self, name };
     await saveIdentity(identity);
     signaling.rename(name);
   });

@@ -113,6 +113,10 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
         /// True when this join took over a place kept during the reconnect grace period.
         resumed: bool,
+        /// Largest file, in bytes, that people in this room may send each other (the server's
+        /// policy; browsers refuse to offer or accept larger files).
+        #[serde(rename = "maxFileBytes")]
+        max_file_bytes: u64,
     },
     /// Someone new entered the room.
     PeerJoined {

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use natter_proto::limits::DEFAULT_MAX_FILE_BYTES;
 use natter_proto::signaling::IceServer;
 
 /// Natter: a self-hosted, account-free room for chat, files and calls.
@@ -38,6 +39,48 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// Largest file people may send each other, e.g. `200MiB`, `2GiB`, `500MB` or plain bytes.
+    /// Files go browser to browser and never touch the server; browsers enforce this limit on
+    /// both ends.
+    #[arg(long, env = "NATTER_MAX_FILE_SIZE", default_value_t = DEFAULT_MAX_FILE_BYTES,
+          value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: u64,
+}
+
+/// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
+const MAX_FILE_SIZE_LIMIT: u64 = 1 << 40;
+
+/// Parses a size with an optional unit: `KB`/`MB`/`GB` (powers of 1000), `KiB`/`MiB`/`GiB`
+/// (powers of 1024), or plain bytes. Units are case-insensitive; spaces are allowed before them.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 200MiB, 2GiB or 500MB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    match number.checked_mul(multiplier) {
+        Some(0) => Err("the file size limit must be at least 1 byte".to_owned()),
+        Some(bytes) if bytes <= MAX_FILE_SIZE_LIMIT => Ok(bytes),
+        _ => Err("the file size limit can be at most 1TiB".to_owned()),
+    }
 }
 
 impl Config {
@@ -62,5 +105,43 @@ impl Config {
     /// A configuration for tests: listen on an ephemeral loopback port, defaults otherwise.
     pub fn for_tests() -> Self {
         Self::parse_from(["natter", "--listen", "127.0.0.1:0"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("200MiB"), Ok(200 * 1024 * 1024));
+        assert_eq!(parse_size("2 GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("500mb"), Ok(500_000_000));
+        assert_eq!(parse_size("64KiB"), Ok(65_536));
+        assert_eq!(parse_size("12345"), Ok(12_345));
+        assert_eq!(parse_size("1TiB").ok(), None, "no TiB unit");
+    }
+
+    #[test]
+    fn bad_sizes_are_explained() {
+        for bad in [
+            "",
+            "MiB",
+            "-5MiB",
+            "1.5GiB",
+            "0",
+            "10 parsecs",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse_size("2048GiB").unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn the_default_is_the_protocol_default() {
+        assert_eq!(Config::for_tests().max_file_size, DEFAULT_MAX_FILE_BYTES);
+        let raised = Config::parse_from(["natter", "--max-file-size", "4GiB"]);
+        assert_eq!(raised.max_file_size, 4 << 30);
     }
 }

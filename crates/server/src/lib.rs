@@ -64,6 +64,7 @@ pub async fn serve(
     let registry = Registry::new(RoomSettings {
         policy: RoomPolicy::pair(config.reconnect_grace()),
         ice_servers: config.ice_servers(),
+        max_file_bytes: config.max_file_size,
     });
     let state = Arc::new(AppState {
         registry,

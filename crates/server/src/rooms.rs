@@ -75,6 +75,8 @@ pub(crate) enum RoomCommand {
 pub(crate) struct RoomSettings {
     pub policy: RoomPolicy,
     pub ice_servers: Vec<IceServer>,
+    /// The file-size policy announced in `welcome`.
+    pub max_file_bytes: u64,
 }
 
 /// The live rooms.
@@ -187,6 +189,7 @@ impl RoomTask {
                         peers: joined.peers.clone(),
                         ice_servers: self.settings.ice_servers.clone(),
                         resumed: joined.resumed,
+                        max_file_bytes: self.settings.max_file_bytes,
                     };
                     handle.deliver(text(&welcome));
                     self.sessions.insert(session, handle);

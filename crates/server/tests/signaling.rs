@@ -98,6 +98,8 @@ async fn joining_twice_gets_already_joined_and_keeps_the_first_place() {
 async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
     let mut config = Config::for_tests();
     config.ice_servers = vec!["stun:stun.example.org:3478".into()];
+    // A self-hoster's raised file limit reaches every browser in the room.
+    config.max_file_size = 5 << 30;
     let server = Server::start_with(config).await;
 
     let mut ann = server.client().await;
@@ -114,6 +116,7 @@ async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
             "peers": [],
             "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
             "resumed": false,
+            "maxFileBytes": 5_u64 << 30,
         })
     );
 
@@ -131,6 +134,7 @@ async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
             "peers": [{"peer": ANN, "name": "Ann"}],
             "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
             "resumed": false,
+            "maxFileBytes": 5_u64 << 30,
         })
     );
     assert_eq!(

@@ -68,10 +68,13 @@ export class FileStore {
     this.#worker.postMessage({ op: 'open', room: this.room, id, size, sha256 });
   }
 
-  /** Hands a received chunk to the worker (the buffer moves, it is not copied).
-   * @param {string} id @param {number} seq @param {ArrayBuffer} buffer @param {number} offset */
-  write(id, seq, buffer, offset) {
-    this.#worker.postMessage({ op: 'write', id, seq, buffer, offset }, [buffer]);
+  /**
+   * Hands received chunks (consecutive, the first being chunk `seq`) to the worker; the buffers
+   * move, they are not copied. Each holds one chunk, its payload starting at `offset`.
+   * @param {string} id @param {number} seq @param {ArrayBuffer[]} buffers @param {number} offset
+   */
+  write(id, seq, buffers, offset) {
+    this.#worker.postMessage({ op: 'write', id, seq, buffers, offset }, buffers);
   }
 
   /** Stops writing for now; what is stored stays for a later "open". @param {string} id */

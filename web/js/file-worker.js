@@ -22,7 +22,6 @@ const REPORT_EVERY_CHUNKS = 64;
  *   write: (buffer: Uint8Array, options: { at: number }) => number,
  *   getSize: () => number,
  *   truncate: (size: number) => void,
- *   flush: () => void,
  *   close: () => void,
  * }} SyncAccessHandle
  */
@@ -115,25 +114,39 @@ async function openFile({ room, id, size, sha256 }) {
   if (chunks === total) finish(id, file);
 }
 
-/** @param {{ id: string, seq: number, buffer: ArrayBuffer, offset: number }} request */
-function write({ id, seq, buffer, offset }) {
+/**
+ * Writes consecutive chunks, starting with chunk `seq`, in one go.
+ * @param {{ id: string, seq: number, buffers: ArrayBuffer[], offset: number }} request
+ */
+function write({ id, seq, buffers, offset }) {
   const file = open.get(id);
-  // Closed meanwhile (cancelled, or the connection dropped): the chunk will be asked for again.
+  // Closed meanwhile (cancelled, or the connection dropped): the chunks will be asked for again.
   if (!file || seq !== file.chunks) return;
-  const bytes = new Uint8Array(buffer, offset);
+  let length = 0;
+  for (const buffer of buffers) length += buffer.byteLength - offset;
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const buffer of buffers) {
+    bytes.set(new Uint8Array(buffer, offset), at);
+    at += buffer.byteLength - offset;
+  }
   const written = file.handle.write(bytes, { at: seq * FILE_CHUNK_BYTES });
-  if (written !== bytes.length) throw new Error('the disk took only part of a chunk');
+  if (written !== bytes.length) throw new Error('the disk took only part of a write');
   file.hash.update(bytes);
-  file.chunks += 1;
+  const before = file.chunks;
+  file.chunks += buffers.length;
   if (file.chunks === file.total) finish(id, file);
-  else if (file.chunks % REPORT_EVERY_CHUNKS === 0) post({ op: 'stored', id, chunks: file.chunks });
+  else if (Math.floor(before / REPORT_EVERY_CHUNKS) !== Math.floor(file.chunks / REPORT_EVERY_CHUNKS)) {
+    post({ op: 'stored', id, chunks: file.chunks });
+  }
 }
 
 /** All chunks are in: check the whole file's SHA-256 before anyone may open it. @param {string} id @param {OpenFile} file */
 function finish(id, file) {
   post({ op: 'stored', id, chunks: file.chunks });
   const ok = file.hash.hex() === file.sha256;
-  file.handle.flush();
+  // No flush (fsync): the bytes are safe in the page cache across reloads, and forcing a large
+  // file to disk would keep the person waiting for seconds.
   file.handle.close();
   open.delete(id);
   if (ok) post({ op: 'verified', id });
@@ -144,7 +157,6 @@ function finish(id, file) {
 function close(id) {
   const file = open.get(id);
   if (!file) return;
-  file.handle.flush();
   file.handle.close();
   open.delete(id);
 }

@@ -22,6 +22,10 @@ export const MAX_OPEN_INCOMING = 64;
 /** New offers from the other person, at most, per OFFER_WINDOW_MS; more are declined as "busy". */
 export const MAX_OFFERS_PER_WINDOW = 32;
 const OFFER_WINDOW_MS = 10_000;
+/** Received chunks go to storage in batches of this many (fewer messages to the worker, fewer
+ * writes); a batch also goes when the file is complete or after BATCH_WAIT_MS. */
+const BATCH_CHUNKS = 16;
+const BATCH_WAIT_MS = 20;
 /** Progress is reported at most this often per transfer. */
 const PROGRESS_EVERY_MS = 250;
 /** Speed is averaged over this much recent time. */
@@ -63,7 +67,7 @@ const SPEED_WINDOW_MS = 3_000;
 /**
  * @typedef {{
  *   open: (id: string, size: number, sha256: string) => void,
- *   write: (id: string, seq: number, buffer: ArrayBuffer, offset: number) => void,
+ *   write: (id: string, seq: number, buffers: ArrayBuffer[], offset: number) => void,
  *   close: (id: string) => void,
  *   remove: (id: string) => void,
  *   prune: (keep: string[]) => void,
@@ -106,6 +110,10 @@ export class Transfer {
     this.lastProgress = 0;
     /** A final state the other side has not been told yet (it was decided while offline). */
     this.untold = false;
+    /** Received chunks not yet handed to storage (receiver only). @type {ArrayBuffer[]} */
+    this.batch = [];
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.batchTimer = undefined;
   }
 
   get info() {
@@ -275,7 +283,10 @@ export class FileTransfers {
     for (const transfer of this.transfers.values()) {
       const { state, reason } = transfer.info;
       if (state === 'sending' || state === 'receiving' || state === 'waiting') {
-        if (!transfer.own) this.handlers.storage.close(transfer.id);
+        if (!transfer.own) {
+          this.#store(transfer);
+          this.handlers.storage.close(transfer.id);
+        }
         this.#update(transfer, { state: 'paused', reason: why });
       } else if (state === 'paused' && reason !== why) this.#update(transfer, { reason: why });
     }
@@ -478,6 +489,7 @@ export class FileTransfers {
   /** @param {Transfer} transfer */
   #openStorage(transfer) {
     transfer.next = -1; // nothing is taken until storage says where it stands
+    transfer.batch = [];
     this.handlers.storage.open(transfer.id, transfer.info.size, transfer.info.sha256);
   }
 
@@ -538,7 +550,20 @@ export class FileTransfers {
       return;
     }
     transfer.next += 1;
-    this.handlers.storage.write(transfer.id, header.seq, buffer, header.offset);
+    transfer.batch.push(buffer);
+    if (transfer.batch.length >= BATCH_CHUNKS || transfer.next === transfer.total) this.#store(transfer);
+    else transfer.batchTimer ??= setTimeout(() => this.#store(transfer), BATCH_WAIT_MS);
+  }
+
+  /** Hands the received batch to storage. @param {Transfer} transfer */
+  #store(transfer) {
+    clearTimeout(transfer.batchTimer);
+    transfer.batchTimer = undefined;
+    const { batch } = transfer;
+    if (batch.length === 0 || transfer.info.state !== 'receiving') return;
+    transfer.batch = [];
+    const seq = transfer.next - batch.length;
+    this.handlers.storage.write(transfer.id, seq, batch, protocol.FILE_CHUNK_HEADER_BYTES);
   }
 
   /**

@@ -362,7 +362,7 @@ export const CANCEL_REASONS = /** @type {const} */ (['cancelled', 'corrupt', 'fa
  * @param {string} name
  */
 export function sanitizeFileName(name) {
-  let clean = String(name).normalize('NFC').replace(UNSAFE_IN_FILE_NAME, '_').replace(/\s+/g, ' ').trim();
+  let clean = String(name).normalize('NFC').replace(/\s+/g, ' ').replace(UNSAFE_IN_FILE_NAME, '_').trim();
   clean = clean.replace(/^[.\s]+/, '').replace(/[.\s]+$/, '');
   if (WINDOWS_RESERVED.test(clean)) clean = `_${clean}`;
   const chars = [...clean];

@@ -76,3 +76,156 @@ pub enum DataMessage {
         active: bool,
     },
 }
+
+/// Why a file offer was declined (`file-decline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeclineReason {
+    /// The person chose not to take it.
+    Declined,
+    /// Larger than the room's `maxFileBytes`.
+    TooLarge,
+    /// The receiving browser has no storage space for it.
+    NoSpace,
+    /// The receiver has too many unfinished offers, or got too many offers at once.
+    Busy,
+}
+
+/// Why a transfer ended early (`file-cancel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CancelReason {
+    /// A person cancelled it.
+    Cancelled,
+    /// All bytes arrived but their SHA-256 did not match the offer; the receiver deleted them.
+    Corrupt,
+    /// Storing or reading failed, or the other side broke the protocol.
+    Failed,
+}
+
+/// A control message on the `files` data channel (negotiated, id 1, reliable and ordered). Chunks
+/// travel on the same channel as binary messages; see [`parse_chunk_header`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum FileMessage {
+    /// The sender offers a file. Sent again, with the same id, whenever the channel reopens
+    /// while the transfer is unfinished: the receiver answers where to continue from.
+    FileOffer {
+        /// Transfer id: 16 URL-safe characters, also the first bytes of every chunk.
+        id: String,
+        /// Sanitised file name (1–200 characters, no path, control or text-direction characters).
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Declared MIME type (`type/subtype`, lowercase), or empty. Receivers never trust it to
+        /// decide how to render the file.
+        mime: String,
+        /// SHA-256 of the whole file, 64 lowercase hex digits.
+        sha256: String,
+        /// When it was offered, in milliseconds since the Unix epoch, by the sender's clock.
+        #[serde(rename = "sentAt")]
+        sent_at: u64,
+    },
+    /// The receiver wants the chunks from index `from` on (0 for a new transfer; the number of
+    /// chunks already stored when resuming).
+    FileAccept {
+        /// Transfer id.
+        id: String,
+        /// First chunk to send.
+        from: u64,
+    },
+    /// The receiver will not take the file.
+    FileDecline {
+        /// Transfer id.
+        id: String,
+        /// Why.
+        reason: DeclineReason,
+    },
+    /// Either side ends the transfer; the receiver deletes what it stored.
+    FileCancel {
+        /// Transfer id.
+        id: String,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// The receiver has stored chunks `0..stored`; the sender may run ahead of this by a window.
+    FileAck {
+        /// Transfer id.
+        id: String,
+        /// Chunks stored so far.
+        stored: u64,
+    },
+    /// The receiver has every chunk and the SHA-256 matched: the transfer is done.
+    FileComplete {
+        /// Transfer id.
+        id: String,
+    },
+}
+
+/// Bytes of a transfer id at the start of a chunk.
+pub const FILE_ID_LEN: usize = 16;
+/// Bytes before a chunk's payload: the transfer id, then the chunk index as a big-endian u32.
+pub const FILE_CHUNK_HEADER_BYTES: usize = FILE_ID_LEN + 4;
+
+/// A chunk's header: which transfer and which chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader<'a> {
+    /// The transfer id (16 URL-safe ASCII characters).
+    pub id: &'a str,
+    /// The chunk's index; its payload belongs at byte `seq * FILE_CHUNK_BYTES` of the file.
+    pub seq: u32,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// Reads a binary chunk; `None` if it is shorter than a header plus one byte, carries more than
+/// [`crate::limits::FILE_CHUNK_BYTES`] of payload, or its id is not 16 URL-safe characters.
+pub fn parse_chunk_header(chunk: &[u8]) -> Option<ChunkHeader<'_>> {
+    let payload = chunk.get(FILE_CHUNK_HEADER_BYTES..)?;
+    if payload.is_empty() || payload.len() > crate::limits::FILE_CHUNK_BYTES {
+        return None;
+    }
+    let id = std::str::from_utf8(&chunk[..FILE_ID_LEN]).ok()?;
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    let seq = u32::from_be_bytes(
+        chunk[FILE_ID_LEN..FILE_CHUNK_HEADER_BYTES]
+            .try_into()
+            .ok()?,
+    );
+    Some(ChunkHeader { id, seq, payload })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_header_is_read_and_bad_chunks_are_refused() {
+        let mut chunk = b"AbCdEfGhIjKlMnOp".to_vec();
+        chunk.extend_from_slice(&70_000_u32.to_be_bytes());
+        chunk.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            parse_chunk_header(&chunk),
+            Some(ChunkHeader {
+                id: "AbCdEfGhIjKlMnOp",
+                seq: 70_000,
+                payload: &[1, 2, 3]
+            })
+        );
+        assert_eq!(parse_chunk_header(&chunk[..FILE_CHUNK_HEADER_BYTES]), None);
+        let mut bad_id = chunk.clone();
+        bad_id[3] = b' ';
+        assert_eq!(parse_chunk_header(&bad_id), None);
+        let mut too_long = chunk[..FILE_CHUNK_HEADER_BYTES].to_vec();
+        too_long.resize(
+            FILE_CHUNK_HEADER_BYTES + crate::limits::FILE_CHUNK_BYTES + 1,
+            0,
+        );
+        assert_eq!(parse_chunk_header(&too_long), None);
+    }
+}

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use natter_proto::data::{DataMessage, SignalPayload};
+use natter_proto::data::{DataMessage, FileMessage, SignalPayload};
 use natter_proto::{ClientMessage, ErrorCode, ServerMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,8 +46,9 @@ fn every_example_parses_and_round_trips() {
             "server" => round_trips::<ServerMessage>(kind, text),
             "signal-payload" => round_trips::<SignalPayload>(kind, text),
             "data" => round_trips::<DataMessage>(kind, text),
+            "files" => round_trips::<FileMessage>(kind, text),
             other => panic!(
-                "a ```json block must say client, server, signal-payload or data, not {other:?}"
+                "a ```json block must say client, server, signal-payload, data or files, not {other:?}"
             ),
         }
         *seen.entry(kind.clone()).or_default() += 1;
@@ -63,6 +64,11 @@ fn every_example_parses_and_round_trips() {
         "one example per server message: {seen:?}"
     );
     assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));
+    assert_eq!(
+        seen.get("files"),
+        Some(&6),
+        "one example per files message: {seen:?}"
+    );
 }
 
 #[test]
@@ -145,4 +151,9 @@ fn documented_limits_match_the_code() {
     assert_eq!(chat_max, 10_000);
     assert!(DOC.contains("| chat text | 10,000 characters |"));
     assert!(DOC.contains("`text` (1–10,000 characters)"));
+    assert_eq!(FILE_CHUNK_BYTES, 16_384);
+    assert!(DOC.contains("| file chunk payload | 16,384 bytes (16 KiB) |"));
+    assert_eq!(DEFAULT_MAX_FILE_BYTES, 209_715_200);
+    assert!(DOC.contains("| file size (`maxFileBytes`) | 200 MiB (209,715,200 bytes) by default"));
+    assert_eq!(natter_proto::data::FILE_CHUNK_HEADER_BYTES, 20);
 }

@@ -54,11 +54,12 @@ export function formatDuration(seconds) {
 const PAUSED = {
   left: 'Paused: the other person left. It continues when they are back.',
   connection: 'Paused: the connection dropped. It continues when you are reconnected.',
+  sender: 'Paused: waiting for the sender to continue (they may need to select the file again).',
 };
 
 /** What the card says about the file's state. @param {FileInfo} info @param {boolean} own */
 export function stateText(info, own) {
-  const paused = PAUSED[info.reason === 'left' ? 'left' : 'connection'];
+  const paused = PAUSED[info.reason === 'left' || info.reason === 'sender' ? info.reason : 'connection'];
   switch (info.state) {
     case 'hashing':
       return 'Preparing: computing its checksum…';

@@ -240,6 +240,7 @@ export class FileTransfers {
     for (const transfer of this.transfers.values()) {
       if (!transfer.active) continue;
       transfer.hashing?.abort();
+      if (!transfer.own) this.handlers.storage.remove(transfer.id);
       // Told, not recorded: the record is being cleared with the rest of the history.
       this.#send({ type: 'file-cancel', id: transfer.id, reason: 'cancelled' });
     }
@@ -268,6 +269,9 @@ export class FileTransfers {
         // Offers are idempotent: the receiver answers with where to continue from.
         this.#update(transfer, { state: 'waiting' });
         this.#send(this.#offerOf(transfer));
+      } else if (!transfer.own && transfer.info.state === 'paused') {
+        // Connected again; it is up to the sender now (whose page may need the file again).
+        this.#update(transfer, { reason: 'sender' });
       }
     }
   }

@@ -3,8 +3,9 @@
 // which would hide what a real browser does), each one person in a room.
 //
 // Sizes: NATTER_BENCH_SMALL_MB (default 200) and NATTER_BENCH_BIG_MB (default 400; scripts/bench
-// uses 2048); NATTER_BENCH_ROUNDS (default 1; scripts/bench uses 5) rounds of raw-then-Natter. Figures are printed as a table; the test fails only if memory clearly grows with
-// the file size or the transfer is not intact, not when a goal is missed (timings are noisy).
+// uses 2048); NATTER_BENCH_ROUNDS (default 1; scripts/bench uses 5) rounds of raw-then-Natter.
+// Figures are printed as a table; the test fails only if memory clearly grows with the file size
+// or a transfer is not intact, not when a goal is missed (timings here are noisy).
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';

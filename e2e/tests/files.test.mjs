@@ -103,6 +103,26 @@ async function waitForNoStoredFiles(page) {
   });
 }
 
+/** A short WAV file: 0.1 s of a 440 Hz tone, 8 kHz mono 8-bit. */
+function beep() {
+  const samples = 800;
+  const wav = Buffer.alloc(44 + samples);
+  wav.write('RIFF', 0);
+  wav.writeUInt32LE(36 + samples, 4);
+  wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16);
+  wav.writeUInt16LE(1, 20); // PCM
+  wav.writeUInt16LE(1, 22); // mono
+  wav.writeUInt32LE(8000, 24);
+  wav.writeUInt32LE(8000, 28);
+  wav.writeUInt16LE(1, 32);
+  wav.writeUInt16LE(8, 34);
+  wav.write('data', 36);
+  wav.writeUInt32LE(samples, 40);
+  for (let i = 0; i < samples; i += 1) wav[44 + i] = 128 + Math.round(100 * Math.sin((2 * Math.PI * 440 * i) / 8000));
+  return wav;
+}
+
 const RECEIVED = 'Received: checked, complete and intact.';
 const SENT = 'Sent: the other person has it, checked.';
 
@@ -240,11 +260,19 @@ describe('files', () => {
     await viewer.getByRole('img', { name: 'sunset.png' }).waitFor();
     await viewer.getByRole('button', { name: 'Close' }).click();
     await viewer.waitFor({ state: 'hidden' });
-    // The image stays in the room's history.
+    // Audio gets a player (its declared type is trusted only for a media element).
+    const wav = join(dir, 'beep.wav');
+    await writeFile(wav, beep());
+    await attach(ann.page, wav);
+    await card(bob.page, 'beep.wav').locator('audio[controls]').waitFor({ timeout: 20_000 });
+    assert.deepEqual([...ann.problems, ...bob.problems], []);
+    // The image stays in the room's history after Ann has gone.
+    await ann.context.close();
+    await expectStatus(bob.page, 'The other person left');
     await bob.page.reload();
     await card(bob.page, 'sunset.png').getByRole('button', { name: 'Enlarge sunset.png' }).waitFor();
-    assert.deepEqual([...ann.problems, ...bob.problems], []);
-    await Promise.all([ann.context.close(), bob.context.close()]);
+    await card(bob.page, 'sunset.png').getByRole('button', { name: 'Download' }).waitFor();
+    await bob.context.close();
   });
 
   test('a hostile file name and a scripted SVG do no harm', async () => {
@@ -272,6 +300,28 @@ describe('files', () => {
     await card(bob.page, svgName).getByRole('button', { name: 'Download' }).click();
     assert.equal((await download).suggestedFilename(), svgName);
     assert.deepEqual(dialogs, [], 'no script ran');
+    assert.deepEqual([...ann.problems, ...bob.problems], []);
+    await Promise.all([ann.context.close(), bob.context.close()]);
+  });
+});
+
+describe('more ways to send', () => {
+  test('files dropped on the page or pasted are sent like attached ones', async () => {
+    const { ann, bob } = await connectedPair(shared);
+    const dropped = await ann.page.evaluateHandle(() => {
+      const data = new DataTransfer();
+      data.items.add(new File(['dropped on the page'], 'dropped.txt', { type: 'text/plain' }));
+      return data;
+    });
+    await ann.page.dispatchEvent('main', 'drop', { dataTransfer: dropped });
+    await ann.page.getByRole('textbox', { name: 'Message' }).evaluate((box) => {
+      const data = new DataTransfer();
+      data.items.add(new File(['pasted'], 'pasted.txt', { type: 'text/plain' }));
+      box.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    });
+    await expectCardText(bob.page, 'dropped.txt', RECEIVED);
+    await expectCardText(bob.page, 'pasted.txt', RECEIVED);
+    await expectCardText(ann.page, 'pasted.txt', SENT);
     assert.deepEqual([...ann.problems, ...bob.problems], []);
     await Promise.all([ann.context.close(), bob.context.close()]);
   });

@@ -14,7 +14,7 @@ export const SEND_LOW_WATER = 1024 * 1024;
  * receiver holds in memory on its way to disk. */
 export const WINDOW_CHUNKS = 512;
 /** Bytes the sender reads from the File at once. */
-const READ_SLICE_BYTES = 1024 * 1024;
+const READ_SLICE_BYTES = 4 * 1024 * 1024;
 /** Incoming files up to this size are accepted without asking. */
 export const AUTO_ACCEPT_BYTES = 32 * 1024 * 1024;
 /** Offers from the other person not yet finished, at most; more are declined as "busy". */
@@ -24,7 +24,7 @@ export const MAX_OFFERS_PER_WINDOW = 32;
 const OFFER_WINDOW_MS = 10_000;
 /** Received chunks go to storage in batches of this many (fewer messages to the worker, fewer
  * writes); a batch also goes when the file is complete or after BATCH_WAIT_MS. */
-const BATCH_CHUNKS = 16;
+const BATCH_CHUNKS = 64;
 const BATCH_WAIT_MS = 20;
 /** Progress is reported at most this often per transfer. */
 const PROGRESS_EVERY_MS = 250;

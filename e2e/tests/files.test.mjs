@@ -195,7 +195,7 @@ describe('files', () => {
     await waitForPercent(bob.page, 'resume-receiver.bin', 30);
     const before = await percentOf(bob.page, 'resume-receiver.bin');
     await bob.page.reload();
-    await expectCardText(ann.page, 'resume-receiver.bin', /^Paused: /);
+    await expectCardText(ann.page, 'resume-receiver.bin', /^Paused: the other person left\. It continues when they are back\./);
     await expectStatus(bob.page, CONNECTED);
     // The first progress Bob sees again is where he was, not zero.
     await waitForPercent(bob.page, 'resume-receiver.bin', 1);

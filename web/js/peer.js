@@ -1,5 +1,6 @@
 // One RTCPeerConnection to the other person in a pair room, negotiated with the perfect
-// negotiation pattern (docs/protocol.md, "Peer to peer"), carrying the chat and files data channels.
+// negotiation pattern (docs/protocol.md, "Peer to peer"), carrying the chat and files data channels
+// and, during a call, the media tracks call.js adds (adding or removing one renegotiates here).
 
 import * as protocol from './protocol.js';
 
@@ -10,8 +11,15 @@ import * as protocol from './protocol.js';
  *   onData: (message: protocol.DataMessage) => void,
  *   onFilesChannel: (channel: RTCDataChannel | null) => void,
  *   onFileData: (data: string | ArrayBuffer) => void,
+ *   onPeerConnection: (pc: RTCPeerConnection) => void,
  * }} PeerLinkHandlers
  */
+
+/**
+ * A connection still "disconnected" after this long gets an ICE restart instead of waiting about
+ * 30 s for "failed": a changed network path (Wi-Fi to mobile) never comes back by itself.
+ */
+const DISCONNECTED_RESTART_MS = 3_000;
 
 export class PeerLink {
   /** @type {RTCPeerConnection} */
@@ -26,6 +34,8 @@ export class PeerLink {
   /** @type {string | null} */
   #remoteConn = null;
   #closed = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #restartTimer;
 
   /**
    * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
@@ -68,7 +78,14 @@ export class PeerLink {
       this.handlers.send(protocol.candidatePayload(this.conn, candidate ? candidate.toJSON() : null));
     };
     pc.onconnectionstatechange = () => {
+      clearTimeout(this.#restartTimer);
+      if (pc !== this.#pc || this.#closed) return;
       if (pc.connectionState === 'failed') pc.restartIce();
+      else if (pc.connectionState === 'disconnected') {
+        this.#restartTimer = setTimeout(() => {
+          if (pc === this.#pc && pc.connectionState === 'disconnected') pc.restartIce();
+        }, DISCONNECTED_RESTART_MS);
+      }
     };
     channel.onopen = () => this.handlers.onChannelState(true);
     channel.onclose = () => {
@@ -93,6 +110,8 @@ export class PeerLink {
     files.onmessage = (event) => {
       if (pc === this.#pc) this.handlers.onFileData(event.data);
     };
+    // The call puts its tracks on every new connection (the first, and one after a restart).
+    this.handlers.onPeerConnection(pc);
     return [pc, channel, files];
   }
 
@@ -169,6 +188,7 @@ export class PeerLink {
 
   close() {
     this.#closed = true;
+    clearTimeout(this.#restartTimer);
     this.#pc.close();
   }
 }

@@ -275,10 +275,18 @@ export function parseSignalPayload(value) {
 // --- peer to peer: data channel -------------------------------------------------------------
 
 /** @typedef {{ type: 'chat', id: string, text: string, sentAt: number }} ChatMessage */
+/** @typedef {'on' | 'muted' | 'off'} MicState */
+/**
+ * What one side of a call is doing: in the call or not, its microphone, camera and screen share,
+ * and which of its media streams is the screen (so the other side tells screen from camera).
+ * @typedef {{ type: 'call-state', inCall: boolean, mic: MicState, camera: boolean, screen: boolean,
+ *   screenStream?: string }} CallState
+ */
 /**
  * @typedef {ChatMessage
  *   | { type: 'ack', id: string }
- *   | { type: 'typing', active: boolean }} DataMessage
+ *   | { type: 'typing', active: boolean }
+ *   | CallState} DataMessage
  */
 
 /** Number of characters as people count them (code points, not UTF-16 units). @param {string} text */
@@ -306,6 +314,21 @@ export const ackMessage = (id) => JSON.stringify({ type: 'ack', id });
 /** @param {boolean} active */
 export const typingMessage = (active) => JSON.stringify({ type: 'typing', active });
 
+const MIC_STATES = ['on', 'muted', 'off'];
+/** A media stream id as browsers make them (a UUID, possibly in braces); never shown. */
+const STREAM_ID = /^[A-Za-z0-9{}_-]{1,64}$/;
+
+/**
+ * The wire form of this side's call state.
+ * @param {Omit<CallState, 'type'>} state
+ */
+export function callStateMessage(state) {
+  /** @type {CallState} */
+  const message = { type: 'call-state', inCall: state.inCall, mic: state.mic, camera: state.camera, screen: state.screen };
+  if (state.screen && state.screenStream) message.screenStream = state.screenStream;
+  return JSON.stringify(message);
+}
+
 /**
  * Parses a data-channel message; null for anything malformed, over a limit or of an unknown type.
  * @param {unknown} data
@@ -327,6 +350,18 @@ export function parseDataMessage(data) {
       return typeof value.id === 'string' && SHORT_ID.test(value.id) ? { type: 'ack', id: value.id } : null;
     case 'typing':
       return typeof value.active === 'boolean' ? { type: 'typing', active: value.active } : null;
+    case 'call-state': {
+      const { inCall, mic, camera, screen, screenStream } = value;
+      if (typeof inCall !== 'boolean' || typeof camera !== 'boolean' || typeof screen !== 'boolean') return null;
+      if (typeof mic !== 'string' || !MIC_STATES.includes(mic)) return null;
+      /** @type {CallState} */
+      const state = { type: 'call-state', inCall, mic: /** @type {MicState} */ (mic), camera, screen };
+      if (screenStream !== undefined) {
+        if (typeof screenStream !== 'string' || !STREAM_ID.test(screenStream)) return null;
+        state.screenStream = screenStream;
+      }
+      return state;
+    }
     default:
       return null;
   }

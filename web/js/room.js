@@ -13,6 +13,8 @@ import { EmojiPicker } from './emoji-picker.js';
 import { FileTransfers } from './files.js';
 import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
 import { fillPreview, formatBytes, revokePreviews, showProgress } from './file-view.js';
+import { Call } from './call.js';
+import { CallView } from './call-view.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -87,6 +89,15 @@ const view = {
 
 let everConnected = false;
 
+/** The call: made before any connection, so the first one already carries its tracks. */
+/** @type {import('./peer.js').PeerLink | null} */
+let currentLink = null;
+const call = new Call({
+  send: (wire) => currentLink?.sendData(wire) ?? false,
+  onChange: () => callView.render(),
+});
+const callView = new CallView(call);
+
 function render() {
   let status;
   if (view.final) status = view.final;
@@ -109,6 +120,9 @@ function render() {
     : view.final || view.channelOpen
       ? ''
       : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
+  callView.available = view.channelOpen;
+  callView.otherName = view.other?.name ?? null;
+  callView.render();
   document.title = `${view.unread ? `(${view.unread}) ` : ''}${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
 }
 
@@ -298,26 +312,37 @@ async function main() {
         onChannelState: (open) => {
           if (link !== created) return;
           view.channelOpen = open;
-          if (open) chat?.channelOpened();
-          else showTyping(false);
+          if (open) {
+            chat?.channelOpened();
+            call.channelOpened();
+          } else {
+            showTyping(false);
+            call.channelClosed();
+          }
           render();
         },
-        onData: (message) => chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' }),
+        onData: (message) => {
+          if (message.type === 'call-state') call.receiveState(message);
+          else chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' });
+        },
         onFilesChannel: (channel) => {
           if (link !== created) return;
           if (channel) files?.channelOpened(channel);
           else files?.channelClosed('connection');
         },
         onFileData: (data) => files?.receive(data),
+        onPeerConnection: (pc) => call.attach(pc),
       },
     );
     link = created;
+    currentLink = created;
     return created;
   };
 
   const closeLink = () => {
     link?.close();
     link = null;
+    currentLink = null;
     view.channelOpen = false;
     files?.channelClosed(view.otherLeft ? 'left' : 'connection');
   };
@@ -593,6 +618,7 @@ async function main() {
   // Closing the page is leaving: tell the other person now rather than after the grace period.
   window.addEventListener('pagehide', () => {
     signaling.leave();
+    call.close();
     link?.close();
   });
 

@@ -75,6 +75,34 @@ pub enum DataMessage {
         /// Whether the sender is typing now.
         active: bool,
     },
+    /// The sender's side of the call: sent whenever it changes and each time the channel opens.
+    #[serde(rename_all = "camelCase")]
+    CallState {
+        /// Whether the sender is in the call (also while all its devices are off).
+        in_call: bool,
+        /// The sender's microphone.
+        mic: MicState,
+        /// Whether the sender's camera is sending.
+        camera: bool,
+        /// Whether the sender is sharing its screen.
+        screen: bool,
+        /// The `MediaStream` id (the SDP `msid` stream) that carries the screen share, so the
+        /// receiver tells it from the camera. Present only while `screen` is true.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen_stream: Option<String>,
+    },
+}
+
+/// A microphone's state in a call (`call-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MicState {
+    /// Sending sound.
+    On,
+    /// Captured but muted: the track sends silence.
+    Muted,
+    /// No microphone in use (never turned on, refused, or missing).
+    Off,
 }
 
 /// Why a file offer was declined (`file-decline`).
@@ -203,6 +231,30 @@ pub fn parse_chunk_header(chunk: &[u8]) -> Option<ChunkHeader<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_state_without_a_screen_omits_the_stream_and_bad_states_are_refused() {
+        let state = DataMessage::CallState {
+            in_call: true,
+            mic: MicState::Muted,
+            camera: false,
+            screen: false,
+            screen_stream: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&state).ok().as_deref(),
+            Some(
+                r#"{"type":"call-state","inCall":true,"mic":"muted","camera":false,"screen":false}"#
+            )
+        );
+        for bad in [
+            r#"{"type":"call-state","inCall":true,"mic":"loud","camera":false,"screen":false}"#,
+            r#"{"type":"call-state","inCall":"yes","mic":"on","camera":false,"screen":false}"#,
+            r#"{"type":"call-state","mic":"on","camera":false,"screen":false}"#,
+        ] {
+            assert!(serde_json::from_str::<DataMessage>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn a_chunk_header_is_read_and_bad_chunks_are_refused() {

@@ -8,66 +8,16 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import {
   CONNECTED,
+  FAKE_MEDIA,
+  callTestPage,
   connectedPair,
   expectMessage,
   expectStatus,
+  inbound,
   launchBrowser,
   send,
   startServer,
 } from './harness.mjs';
-
-const FAKE_MEDIA = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
-
-/**
- * Keeps every RTCPeerConnection the page makes, so a test can read its getStats(); and applies
- * the autoplay rule of a desktop browser (sound only after the person clicked in the page), which
- * headless Chromium does not enforce even with --autoplay-policy.
- */
-export function callTestPage() {
-  // navigator.userActivation is already set in pages Playwright opens, so count real input.
-  let interacted = false;
-  for (const type of ['pointerdown', 'keydown']) {
-    addEventListener(type, (event) => (interacted ||= event.isTrusted), { capture: true });
-  }
-  const play = HTMLMediaElement.prototype.play;
-  HTMLMediaElement.prototype.play = function () {
-    if (!this.muted && !interacted) {
-      return Promise.reject(new DOMException("play() failed because the user didn't interact with the document first.", 'NotAllowedError'));
-    }
-    return play.call(this);
-  };
-  const Original = window.RTCPeerConnection;
-  /** @type {RTCPeerConnection[]} */
-  const made = [];
-  Object.defineProperty(window, 'natterTestConnections', { value: made });
-  window.RTCPeerConnection = class extends Original {
-    /** @param {RTCConfiguration} [config] */
-    constructor(config) {
-      super(config);
-      made.push(this);
-    }
-  };
-}
-
-/**
- * Totals of the page's live connection's inbound RTP streams of one kind.
- * @param {import('playwright-core').Page} page @param {'audio' | 'video'} kind
- */
-export function inbound(page, kind) {
-  return page.evaluate(async (kind) => {
-    const connections = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).natterTestConnections);
-    const pc = connections.findLast((each) => each.connectionState !== 'closed');
-    const totals = { bytes: 0, energy: 0, frames: 0 };
-    if (!pc) return totals;
-    (await pc.getStats()).forEach((stats) => {
-      if (stats.type !== 'inbound-rtp' || stats.kind !== kind) return;
-      totals.bytes += stats.bytesReceived ?? 0;
-      totals.energy += stats.totalAudioEnergy ?? 0;
-      totals.frames += stats.framesDecoded ?? 0;
-    });
-    return totals;
-  }, kind);
-}
 
 /**
  * Waits until a counter grows by more than `by` within the timeout.
@@ -219,6 +169,25 @@ describe('calls', () => {
     await button(ann.page, 'Camera').click();
     await expectCall(bob.page, /camera is off\./);
     await bob.page.getByLabel(`${await nameOf(ann.page)}'s camera`).waitFor({ state: 'hidden' });
+    await ann.context.close();
+    await bob.context.close();
+  });
+
+  test('both turning on microphone and camera at the same moment still hear and see each other', async () => {
+    // Regression: both sides offer at once, the polite one rolls its offer back, and Chromium
+    // then sent nothing on that side's senders until they were given their tracks again.
+    const { ann, bob } = await pair();
+    await button(ann.page, 'Camera').click();
+    await button(ann.page, 'Camera').click();
+    await expectPressed(ann.page, 'Camera', 'false');
+    for (const person of [ann, bob]) {
+      await button(person.page, 'Microphone').click();
+      await button(person.page, 'Camera').click();
+    }
+    for (const [person, who] of [[ann, 'Ann'], [bob, 'Bob']]) {
+      await grows(async () => (await inbound(person.page, 'video')).frames, `${who}'s decoded frames`, 10);
+      await grows(async () => (await inbound(person.page, 'audio')).bytes, `${who}'s inbound audio`);
+    }
     await ann.context.close();
     await bob.context.close();
   });

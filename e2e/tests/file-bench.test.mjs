@@ -9,12 +9,12 @@
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CONNECTED, expectStatus, median, report, startServer } from './harness.mjs';
+import { CHROMIUM_ARGS, CONNECTED, expectStatus, median, renderers, report, startServer } from './harness.mjs';
 
 const SMALL_MB = Number(process.env.NATTER_BENCH_SMALL_MB ?? 200);
 const BIG_MB = Number(process.env.NATTER_BENCH_BIG_MB ?? 400);
@@ -52,26 +52,6 @@ async function randomFile(name, megabytes) {
 }
 
 // --- renderer memory, from /proc ------------------------------------------------------------
-
-/** @param {string} pid */
-async function cmdline(pid) {
-  return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
-}
-
-/** The renderer processes of the browser started with this profile directory. @param {string} profile */
-async function renderers(profile) {
-  const found = [];
-  for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
-    // Chromium rewrites its children's command lines into one space-separated string.
-    const args = (await cmdline(pid)).join(' ').split(' ');
-    // The browser's own UI renderer is not the page's; any spare renderer is counted (it is small).
-    if (args.includes('--type=renderer') && args.includes(`--user-data-dir=${profile}`) && !args.includes('--top-chrome-webui')) {
-      found.push(pid);
-    }
-  }
-  assert.ok(found.length > 0, `no renderer process for ${profile}`);
-  return found;
-}
 
 /** Resets the peak resident set size of the processes (Linux: clear_refs 5). @param {string[]} pids */
 async function resetPeaks(pids) {

@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
@@ -127,7 +128,13 @@ export const CONNECTED = /^Connected$/;
 /** @param {import('playwright-core').Page} page @param {RegExp | string} text */
 export async function expectStatus(page, text, timeout = 10_000) {
   const pattern = typeof text === 'string' ? new RegExp(`^${text}$`) : text;
-  await statusOf(page).filter({ hasText: pattern }).waitFor({ timeout });
+  try {
+    await statusOf(page).filter({ hasText: pattern }).waitFor({ timeout });
+  } catch (error) {
+    // Say what the page showed instead: a timeout alone does not tell a stuck page from a slow one.
+    const shown = await statusOf(page).textContent({ timeout: 1_000 }).catch(() => '(no status)');
+    throw new Error(`${page.url()} showed "${shown}", not ${pattern}`, { cause: error });
+  }
 }
 
 /** @param {import('playwright-core').Page} page @param {string} text */
@@ -193,3 +200,87 @@ export async function connectedPair(shared, options = {}) {
   return { ann, bob, link };
 }
 
+
+// --- browser processes, from /proc (benchmarks) ---------------------------------------------
+
+/**
+ * The processes of the browser started with this profile directory: the browser itself and its
+ * children (renderers, GPU, network, audio and other utilities).
+ * @param {string} profile
+ * @returns {Promise<{ pid: string, renderer: boolean }[]>}
+ */
+export async function browserProcesses(profile) {
+  const found = [];
+  for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+    // Chromium rewrites its children's command lines into one space-separated string.
+    const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const args = raw.split('\0').join(' ').split(' ');
+    if (!args.includes(`--user-data-dir=${profile}`)) continue;
+    // The browser's own UI renderer is not the page's; any spare renderer counts (it is small).
+    found.push({ pid, renderer: args.includes('--type=renderer') && !args.includes('--top-chrome-webui') });
+  }
+  return found;
+}
+
+/** The renderer processes of the browser started with this profile directory. @param {string} profile */
+export async function renderers(profile) {
+  const found = (await browserProcesses(profile)).filter((each) => each.renderer).map((each) => each.pid);
+  assert.ok(found.length > 0, `no renderer process for ${profile}`);
+  return found;
+}
+
+// --- calls ----------------------------------------------------------------------------------
+
+/** Chromium's fake camera, microphone and screen, with every permission prompt accepted. */
+export const FAKE_MEDIA = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
+
+/**
+ * An init script for call tests: keeps every RTCPeerConnection the page makes, so a test can read
+ * its getStats(); and applies the autoplay rule of a desktop browser (sound only after the person
+ * clicked or typed in the page), which headless Chromium does not enforce even with --autoplay-policy.
+ */
+export function callTestPage() {
+  const Original = window.RTCPeerConnection;
+  /** @type {RTCPeerConnection[]} */
+  const made = [];
+  Object.defineProperty(window, 'natterTestConnections', { value: made });
+  window.RTCPeerConnection = class extends Original {
+    /** @param {RTCConfiguration} [config] */
+    constructor(config) {
+      super(config);
+      made.push(this);
+    }
+  };
+  // navigator.userActivation is already set in pages Playwright opens, so count real input.
+  let interacted = false;
+  for (const type of ['pointerdown', 'keydown']) {
+    addEventListener(type, (event) => (interacted ||= event.isTrusted), { capture: true });
+  }
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    if (!this.muted && !interacted) {
+      return Promise.reject(new DOMException("play() failed because the user didn't interact with the document first.", 'NotAllowedError'));
+    }
+    return play.call(this);
+  };
+}
+
+/**
+ * Totals of the inbound RTP streams of one kind on the page's live connection (callTestPage).
+ * @param {import('playwright-core').Page} page @param {'audio' | 'video'} kind
+ */
+export function inbound(page, kind) {
+  return page.evaluate(async (kind) => {
+    const connections = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).natterTestConnections);
+    const pc = connections.findLast((each) => each.connectionState !== 'closed');
+    const totals = { bytes: 0, energy: 0, frames: 0 };
+    if (!pc) return totals;
+    (await pc.getStats()).forEach((stats) => {
+      if (stats.type !== 'inbound-rtp' || stats.kind !== kind) return;
+      totals.bytes += stats.bytesReceived ?? 0;
+      totals.energy += stats.totalAudioEnergy ?? 0;
+      totals.frames += stats.framesDecoded ?? 0;
+    });
+    return totals;
+  }, kind);
+}

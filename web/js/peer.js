@@ -162,10 +162,19 @@ export class PeerLink {
         const collision = description.type === 'offer' && (this.#makingOffer || pc.signalingState !== 'stable');
         this.#ignoreOffer = !this.polite && collision;
         if (this.#ignoreOffer) return;
+        // A polite side that was offering rolls its offer back to take this one.
+        const rollingBack = description.type === 'offer' && pc.signalingState === 'have-local-offer';
         await pc.setRemoteDescription(description);
         if (description.type === 'offer') {
           await pc.setLocalDescription();
           if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
+          // Chromium (156) stops sending on senders whose offer was rolled back, though they keep
+          // their tracks and directions; giving each its own track again restarts the media.
+          if (rollingBack) {
+            for (const sender of pc.getSenders()) {
+              if (sender.track) sender.replaceTrack(sender.track).catch(() => undefined);
+            }
+          }
         }
       } else if (candidate) {
         try {

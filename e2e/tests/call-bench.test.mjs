@@ -23,6 +23,7 @@ import {
   expectStatus,
   median,
   report,
+  settleNetwork,
   startServer,
 } from './harness.mjs';
 
@@ -46,6 +47,7 @@ after(async () => {
 /** @param {string} label */
 async function person(label) {
   const profile = join(dir, `profile-${label}`);
+  await settleNetwork();
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: [...CHROMIUM_ARGS, ...FAKE_MEDIA],

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CONNECTED, expectStatus, median, renderers, report, startServer } from './harness.mjs';
+import { CHROMIUM_ARGS, CONNECTED, expectStatus, median, renderers, report, settleNetwork, startServer } from './harness.mjs';
 
 const SMALL_MB = Number(process.env.NATTER_BENCH_SMALL_MB ?? 200);
 const BIG_MB = Number(process.env.NATTER_BENCH_BIG_MB ?? 400);
@@ -73,6 +73,7 @@ async function peakMiB(pids) {
 /** @param {string} label */
 async function person(label) {
   const profile = join(dir, `profile-${label}`);
+  await settleNetwork();
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: CHROMIUM_ARGS,

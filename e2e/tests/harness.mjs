@@ -1,7 +1,7 @@
 // Shared test harness: starts the natter binary on a free port and drives Debian's Chromium.
 // Run inside ../shared/netns-run (see scripts/test): Chromium then has a private network.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -59,8 +59,29 @@ export async function startServer(options = {}) {
   };
 }
 
+/**
+ * Waits until the test network namespace has settled. Its veth addresses stay "tentative" for
+ * a second or two (IPv6 duplicate address detection); when they turn final, Chromium sees a
+ * network change and aborts whatever it is loading (net::ERR_NETWORK_CHANGED), which broke
+ * whichever page a test file opened first.
+ */
+export async function settleNetwork() {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    let tentative;
+    try {
+      tentative = execFileSync('ip', ['-6', 'addr', 'show', 'tentative'], { encoding: 'utf8' }).trim();
+    } catch {
+      return; // no iproute2: nothing to wait for
+    }
+    if (!tentative) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** @param {string[]} [extraArgs] */
-export function launchBrowser(extraArgs = []) {
+export async function launchBrowser(extraArgs = []) {
+  await settleNetwork();
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: [...CHROMIUM_ARGS, ...extraArgs],

@@ -46,6 +46,8 @@ export class CallView {
   #playing = [];
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #clock;
+  /** Which devices were in use when the device lists were last filled. */
+  #listedFor = '';
 
   /** @param {Call} call */
   constructor(call) {
@@ -110,7 +112,12 @@ export class CallView {
 
     this.#renderPeople();
     this.#renderAudio();
-    if (active && this.selects.mic.options.length === 0) this.#listDevices();
+    // Device names appear only once a device is in use, so list again when that changes.
+    const inUse = `${active}:${mic?.id}:${camera?.id}`;
+    if (inUse !== this.#listedFor) {
+      this.#listedFor = inUse;
+      if (active) this.#listDevices();
+    }
   }
 
   #renderPeople() {

@@ -30,12 +30,21 @@ export class PeerLink {
   #files;
   #makingOffer = false;
   #ignoreOffer = false;
+  /** An answer is being applied: an offer arriving meanwhile is no collision (signals are not serialised). */
+  #settingRemoteAnswer = false;
   /** The other side's current connection id; payloads from older ones are stale. */
   /** @type {string | null} */
   #remoteConn = null;
   #closed = false;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   #restartTimer;
+  /**
+   * This side rolled back an offer in a collision. Chromium (156) then sends nothing on the
+   * senders concerned, though they keep their tracks and directions; giving each its own track
+   * again restarts the media. Senders only negotiated in the re-offer that follows a rollback
+   * are affected too, so this holds until an offer of ours has been answered.
+   */
+  #restartSenders = false;
 
   /**
    * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
@@ -69,9 +78,10 @@ export class PeerLink {
         await pc.setLocalDescription();
         if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
       } catch (error) {
-        console.warn('natter: could not make an offer', error);
+        if (pc === this.#pc) console.warn('natter: could not make an offer', error);
       } finally {
-        this.#makingOffer = false;
+        // An offer of a connection already replaced says nothing about the current one.
+        if (pc === this.#pc) this.#makingOffer = false;
       }
     };
     pc.onicecandidate = ({ candidate }) => {
@@ -120,10 +130,24 @@ export class PeerLink {
     const old = this.#pc;
     const filesWereOpen = this.#files.readyState === 'open';
     this.conn = protocol.newConnId();
+    this.#makingOffer = false;
+    this.#ignoreOffer = false;
+    this.#settingRemoteAnswer = false;
+    this.#restartSenders = false;
     [this.#pc, this.#channel, this.#files] = this.#create();
     old.close();
     this.handlers.onChannelState(false);
     if (filesWereOpen) this.handlers.onFilesChannel(null);
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  #restartNegotiatedSenders(pc) {
+    for (const transceiver of pc.getTransceivers()) {
+      const { sender, currentDirection } = transceiver;
+      // Only senders negotiated to send: touching one not yet in any description upsets it.
+      if (!sender.track || (currentDirection !== 'sendrecv' && currentDirection !== 'sendonly')) continue;
+      sender.replaceTrack(sender.track).catch(() => undefined);
+    }
   }
 
   get channelOpen() {
@@ -159,23 +183,25 @@ export class PeerLink {
     const pc = this.#pc;
     try {
       if (description) {
-        const collision = description.type === 'offer' && (this.#makingOffer || pc.signalingState !== 'stable');
+        const readyForOffer = !this.#makingOffer && (pc.signalingState === 'stable' || this.#settingRemoteAnswer);
+        const collision = description.type === 'offer' && !readyForOffer;
         this.#ignoreOffer = !this.polite && collision;
         if (this.#ignoreOffer) return;
-        // A polite side that was offering rolls its offer back to take this one.
-        const rollingBack = description.type === 'offer' && pc.signalingState === 'have-local-offer';
-        await pc.setRemoteDescription(description);
+        // Past this point a collision means the polite side rolls back its own offer (made, or
+        // still in the operations chain) to take this one.
+        if (collision) this.#restartSenders = true;
+        this.#settingRemoteAnswer = description.type === 'answer';
+        try {
+          await pc.setRemoteDescription(description);
+        } finally {
+          this.#settingRemoteAnswer = false;
+        }
         if (description.type === 'offer') {
           await pc.setLocalDescription();
           if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
-          // Chromium (156) stops sending on senders whose offer was rolled back, though they keep
-          // their tracks and directions; giving each its own track again restarts the media.
-          if (rollingBack) {
-            for (const sender of pc.getSenders()) {
-              if (sender.track) sender.replaceTrack(sender.track).catch(() => undefined);
-            }
-          }
         }
+        if (this.#restartSenders) this.#restartNegotiatedSenders(pc);
+        if (description.type === 'answer') this.#restartSenders = false;
       } else if (candidate) {
         try {
           await pc.addIceCandidate(candidate);

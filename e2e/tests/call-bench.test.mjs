@@ -152,6 +152,8 @@ async function connectBare(/** @type {import('playwright-core').Page[]} */ ...pa
       app.splice(app.indexOf(pc), 1);
       // Negotiation needs at least one m-line; a data channel keeps the connection up between rounds.
       pc.createDataChannel('keep', { negotiated: true, id: 9 });
+      // One video transceiver, reused by every round, as Natter reuses its camera's.
+      Object.assign(window, { bareVideo: pc.addTransceiver('video', { direction: 'inactive' }) });
     });
   }
   await renegotiate(pages[0], pages[1]);
@@ -181,8 +183,8 @@ async function renegotiate(from, to) {
 }
 
 /**
- * Baseline: the same steps with no application: getUserMedia, addTrack, offer/answer (through
- * node, which is faster than our signaling server round trip would be), first decoded frame.
+ * Baseline: the same steps with no application: getUserMedia, the track onto the (reused) video
+ * transceiver, offer/answer relayed by node instead of our server, first decoded frame.
  * @param {import('playwright-core').Page} ann @param {import('playwright-core').Page} bob
  */
 async function bareCameraStart(ann, bob) {
@@ -190,18 +192,19 @@ async function bareCameraStart(ann, bob) {
   const decoded = nextDecodedFrame(bob, 'bareConnections', frames);
   const startedAt = await ann.evaluate(async () => {
     const at = performance.timeOrigin + performance.now();
-    const pc = /** @type {RTCPeerConnection} */ (/** @type {any} */ (window).barePc);
+    const video = /** @type {RTCRtpTransceiver} */ (/** @type {any} */ (window).bareVideo);
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } } });
-    Object.assign(window, { bareSender: pc.addTrack(stream.getVideoTracks()[0], stream) });
+    await video.sender.replaceTrack(stream.getVideoTracks()[0]);
+    video.direction = 'sendonly';
     return at;
   });
   await renegotiate(ann, bob);
   const at = await decoded;
-  await ann.evaluate(() => {
-    const pc = /** @type {RTCPeerConnection} */ (/** @type {any} */ (window).barePc);
-    const sender = /** @type {RTCRtpSender} */ (/** @type {any} */ (window).bareSender);
-    sender.track?.stop();
-    pc.removeTrack(sender);
+  await ann.evaluate(async () => {
+    const video = /** @type {RTCRtpTransceiver} */ (/** @type {any} */ (window).bareVideo);
+    video.sender.track?.stop();
+    await video.sender.replaceTrack(null);
+    video.direction = 'inactive';
   });
   await renegotiate(ann, bob);
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -192,6 +192,26 @@ describe('calls', () => {
     await bob.context.close();
   });
 
+  test('on a phone-sized screen the call fits: controls in view, video within the width', async () => {
+    const { ann, bob } = await pair();
+    await bob.page.setViewportSize({ width: 375, height: 667 });
+    await button(ann.page, 'Camera').click();
+    await button(bob.page, 'Camera').click();
+    const annName = await nameOf(ann.page);
+    assert.ok((await videoWidth(bob.page, `${annName}'s camera`)) > 0);
+    for (const name of ['Microphone', 'Camera', 'Share screen', 'Leave call']) {
+      const box = await button(bob.page, name).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${name} is on screen: ${JSON.stringify(box)}`);
+    }
+    const stage = await bob.page.locator('#call-stage').boundingBox();
+    assert.ok(stage && stage.width <= 375 && stage.height <= 667 * 0.4, `the video leaves room for the chat: ${JSON.stringify(stage)}`);
+    const own = await bob.page.getByLabel('Your camera').boundingBox();
+    assert.ok(own && stage && own.width < stage.width / 2, 'the own preview is a small overlay');
+    await bob.page.getByRole('textbox', { name: 'Message' }).waitFor({ state: 'visible' });
+    await ann.context.close();
+    await bob.context.close();
+  });
+
   test('a shared screen reaches the other side, large, with the camera still shown', async () => {
     const { ann, bob } = await pair();
     const annName = await nameOf(ann.page);

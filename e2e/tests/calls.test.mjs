@@ -311,6 +311,16 @@ describe('calls', () => {
     await bob.context.close();
   });
 
+  test('when the other person leaves the room, the call waits for them', async () => {
+    const { ann, bob } = await pair();
+    await button(ann.page, 'Microphone').click();
+    await expectCall(ann.page, /^In call with /);
+    await bob.context.close();
+    await expectCall(ann.page, /^Calling… The other person is not connected\.$/);
+    await expectPressed(ann.page, 'Microphone', 'true');
+    await ann.context.close();
+  });
+
   test('the call survives the other person reloading: their new page hears it without a click', async () => {
     const { ann, bob } = await pair();
     await button(ann.page, 'Microphone').click();

@@ -344,6 +344,8 @@ async function main() {
     link = null;
     currentLink = null;
     view.channelOpen = false;
+    // The closed link reports nothing more, so the call hears of it here.
+    call.channelClosed();
     files?.channelClosed(view.otherLeft ? 'left' : 'connection');
   };
 

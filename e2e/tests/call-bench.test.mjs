@@ -13,17 +13,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import {
-  CHROMIUM_ARGS,
-  CONNECTED,
   FAKE_MEDIA,
   browserProcesses,
   callTestPage,
-  expectStatus,
+  inbound,
   median,
+  meetInNewRoom,
+  personWithProfile,
   report,
-  settleNetwork,
   startServer,
 } from './harness.mjs';
 
@@ -45,18 +43,8 @@ after(async () => {
 });
 
 /** @param {string} label */
-async function person(label) {
-  const profile = join(dir, `profile-${label}`);
-  await settleNetwork();
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [...CHROMIUM_ARGS, ...FAKE_MEDIA],
-    baseURL: server.url,
-  });
-  await context.addInitScript(callTestPage);
-  const page = context.pages()[0] ?? (await context.newPage());
-  return { context, page, profile };
-}
+const person = (label) =>
+  personWithProfile(join(dir, `profile-${label}`), server.url, { args: FAKE_MEDIA, initScript: callTestPage });
 
 /** CPU time (user + system) of these processes so far, in seconds. @param {string[]} pids */
 async function cpuSeconds(pids) {
@@ -88,29 +76,13 @@ async function cpuOver(people, seconds) {
 }
 
 /**
- * Video frames decoded so far on the page's live connection, and the page's wall clock (ms).
- * @param {import('playwright-core').Page} page @param {string} connections where the page keeps them
- */
-function decodedFrames(page, connections) {
-  return page.evaluate(async (connections) => {
-    const list = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window)[connections]);
-    const pc = list.findLast((each) => each.connectionState !== 'closed');
-    let frames = 0;
-    (await pc?.getStats())?.forEach((stats) => {
-      if (stats.type === 'inbound-rtp' && stats.kind === 'video') frames += stats.framesDecoded ?? 0;
-    });
-    return { frames, at: performance.timeOrigin + performance.now() };
-  }, connections);
-}
-
-/**
  * The wall-clock time (ms, the page's clock) at which the page had decoded more than `after` frames.
  * @param {import('playwright-core').Page} page @param {string} connections @param {number} after
  */
 async function nextDecodedFrame(page, connections, after) {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    const now = await decodedFrames(page, connections);
+    const now = await inbound(page, 'video', connections);
     if (now.frames > after) return now.at;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -123,7 +95,7 @@ async function nextDecodedFrame(page, connections, after) {
  * @param {import('playwright-core').Page} ann @param {import('playwright-core').Page} bob
  */
 async function natterCameraStart(ann, bob) {
-  const { frames } = await decodedFrames(bob, 'natterTestConnections');
+  const { frames } = await inbound(bob, 'video');
   const decoded = nextDecodedFrame(bob, 'natterTestConnections', frames);
   const clickedAt = await ann.evaluate(
     () =>
@@ -188,7 +160,7 @@ async function renegotiate(from, to) {
  * @param {import('playwright-core').Page} ann @param {import('playwright-core').Page} bob
  */
 async function bareCameraStart(ann, bob) {
-  const { frames } = await decodedFrames(bob, 'bareConnections');
+  const { frames } = await inbound(bob, 'video', 'bareConnections');
   const decoded = nextDecodedFrame(bob, 'bareConnections', frames);
   const startedAt = await ann.evaluate(async () => {
     const at = performance.timeOrigin + performance.now();
@@ -215,12 +187,7 @@ test('calls: Camera to first remote frame, and CPU during a video call', { timeo
   const ann = await person('ann');
   const bob = await person('bob');
   try {
-    await ann.page.goto('/');
-    await ann.page.getByRole('button', { name: 'Create room' }).click();
-    await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
-    await bob.page.goto(ann.page.url());
-    await expectStatus(bob.page, CONNECTED);
-    await expectStatus(ann.page, CONNECTED);
+    await meetInNewRoom(ann.page, bob.page);
 
     const idle = await cpuOver([ann, bob], SECONDS);
 

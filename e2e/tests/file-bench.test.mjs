@@ -13,8 +13,7 @@ import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CONNECTED, expectStatus, median, renderers, report, settleNetwork, startServer } from './harness.mjs';
+import { median, meetInNewRoom, personWithProfile, renderers, report, startServer } from './harness.mjs';
 
 const SMALL_MB = Number(process.env.NATTER_BENCH_SMALL_MB ?? 200);
 const BIG_MB = Number(process.env.NATTER_BENCH_BIG_MB ?? 400);
@@ -71,18 +70,7 @@ async function peakMiB(pids) {
 // --- the two people -------------------------------------------------------------------------
 
 /** @param {string} label */
-async function person(label) {
-  const profile = join(dir, `profile-${label}`);
-  await settleNetwork();
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-    baseURL: server.url,
-    acceptDownloads: false,
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  return { context, page, profile };
-}
+const person = (label) => personWithProfile(join(dir, `profile-${label}`), server.url);
 
 /**
  * Raw data-channel throughput between the two pages: 16 KiB messages with the same
@@ -206,12 +194,7 @@ test(`file transfer: raw data channel vs Natter, memory for ${SMALL_MB} MiB and 
   const ann = await person('ann');
   const bob = await person('bob');
   try {
-    await ann.page.goto('/');
-    await ann.page.getByRole('button', { name: 'Create room' }).click();
-    await ann.page.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
-    await bob.page.goto(ann.page.url());
-    await expectStatus(bob.page, CONNECTED);
-    await expectStatus(ann.page, CONNECTED);
+    await meetInNewRoom(ann.page, bob.page);
 
     const [annRenderers, bobRenderers] = [await renderers(ann.profile), await renderers(bob.profile)];
     const all = [...annRenderers, ...bobRenderers];

@@ -287,21 +287,60 @@ export function callTestPage() {
 }
 
 /**
- * Totals of the inbound RTP streams of one kind on the page's live connection (callTestPage).
+ * Totals of the inbound RTP streams of one kind on the page's live connection, with the page's
+ * wall clock (ms) when they were read.
  * @param {import('playwright-core').Page} page @param {'audio' | 'video'} kind
+ * @param {string} [connections] the page's global that lists its connections (callTestPage's by default)
  */
-export function inbound(page, kind) {
-  return page.evaluate(async (kind) => {
-    const connections = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).natterTestConnections);
-    const pc = connections.findLast((each) => each.connectionState !== 'closed');
-    const totals = { bytes: 0, energy: 0, frames: 0 };
-    if (!pc) return totals;
-    (await pc.getStats()).forEach((stats) => {
-      if (stats.type !== 'inbound-rtp' || stats.kind !== kind) return;
-      totals.bytes += stats.bytesReceived ?? 0;
-      totals.energy += stats.totalAudioEnergy ?? 0;
-      totals.frames += stats.framesDecoded ?? 0;
-    });
-    return totals;
-  }, kind);
+export function inbound(page, kind, connections = 'natterTestConnections') {
+  return page.evaluate(
+    async ({ kind, connections }) => {
+      const list = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window)[connections]);
+      const pc = list.findLast((each) => each.connectionState !== 'closed');
+      const totals = { bytes: 0, energy: 0, frames: 0, at: 0 };
+      (await pc?.getStats())?.forEach((stats) => {
+        if (stats.type !== 'inbound-rtp' || stats.kind !== kind) return;
+        totals.bytes += stats.bytesReceived ?? 0;
+        totals.energy += stats.totalAudioEnergy ?? 0;
+        totals.frames += stats.framesDecoded ?? 0;
+      });
+      totals.at = performance.timeOrigin + performance.now();
+      return totals;
+    },
+    { kind, connections },
+  );
+}
+
+// --- benchmarks: two people, each in a browser of their own ---------------------------------
+
+/**
+ * One person in a browser with an on-disk profile of its own (incognito contexts keep storage in
+ * memory, and /proc tells the browsers apart by profile).
+ * @param {string} profile @param {string} baseURL
+ * @param {{ args?: string[], initScript?: () => void }} [options]
+ */
+export async function personWithProfile(profile, baseURL, options = {}) {
+  await settleNetwork();
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [...CHROMIUM_ARGS, ...(options.args ?? [])],
+    baseURL,
+    acceptDownloads: false,
+  });
+  if (options.initScript) await context.addInitScript(options.initScript);
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { context, page, profile };
+}
+
+/**
+ * Ann creates a room and Bob opens its link; resolves once both are connected.
+ * @param {import('playwright-core').Page} ann @param {import('playwright-core').Page} bob
+ */
+export async function meetInNewRoom(ann, bob) {
+  await ann.goto('/');
+  await ann.getByRole('button', { name: 'Create room' }).click();
+  await ann.waitForURL(/\/r\/[A-Za-z0-9_-]{22}$/);
+  await bob.goto(ann.url());
+  await expectStatus(bob, CONNECTED);
+  await expectStatus(ann, CONNECTED);
 }

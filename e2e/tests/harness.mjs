@@ -29,12 +29,16 @@ export const CHROMIUM_ARGS = [
  * @param {{ listen?: string, args?: string[] }} [options]
  */
 export async function startServer(options = {}) {
-  const child = spawn(NATTER_BIN, ['--listen', options.listen ?? '127.0.0.1:0', ...(options.args ?? [])], {
+  // The media relay's port too is picked by the system, so test files can run side by side.
+  const args = ['--listen', options.listen ?? '127.0.0.1:0', '--rtc-port', '0', ...(options.args ?? [])];
+  const child = spawn(NATTER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));
+  // NATTER_SERVER_LOG=1 shows the server's log while debugging a test.
+  if (process.env.NATTER_SERVER_LOG) child.stderr.pipe(process.stderr);
   const url = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`natter did not start: ${stderr}`)), 10_000);

@@ -101,10 +101,10 @@ export class CallView {
 
     const remote = call.remoteVideo;
     const name = this.otherName ?? 'The other person';
-    show(this.videos.remoteScreen, remote.screen, `${name}'s screen`);
-    show(this.videos.remoteCamera, remote.camera, `${name}'s camera`);
-    show(this.videos.localCamera, camera, 'Your camera');
-    show(this.videos.localScreen, screen, 'Your screen');
+    showVideo(this.videos.remoteScreen, remote.screen, `${name}'s screen`);
+    showVideo(this.videos.remoteCamera, remote.camera, `${name}'s camera`);
+    showVideo(this.videos.localCamera, camera, 'Your camera');
+    showVideo(this.videos.localScreen, screen, 'Your screen');
     // The largest thing is what the other side shows: their screen, else their camera. A remote
     // camera beside a remote screen becomes a small tile, like your own preview.
     this.videos.remoteCamera.classList.toggle('small', Boolean(remote.screen));
@@ -237,10 +237,10 @@ export class CallView {
 }
 
 /** @param {'on' | 'muted' | 'off'} mic */
-const micWord = (mic) => (mic === 'on' ? '' : mic === 'muted' ? 'muted' : 'microphone off');
+export const micWord = (mic) => (mic === 'on' ? '' : mic === 'muted' ? 'muted' : 'microphone off');
 
 /** @param {HTMLButtonElement} button @param {boolean} pressed */
-function setPressed(button, pressed) {
+export function setPressed(button, pressed) {
   const value = String(pressed);
   if (button.getAttribute('aria-pressed') !== value) button.setAttribute('aria-pressed', value);
 }
@@ -249,7 +249,7 @@ function setPressed(button, pressed) {
  * Shows a track in a video element, or hides the element when there is none.
  * @param {HTMLVideoElement} video @param {MediaStreamTrack | null} track @param {string} label
  */
-function show(video, track, label) {
+export function showVideo(video, track, label) {
   const current = /** @type {MediaStream | null} */ (video.srcObject)?.getVideoTracks()[0] ?? null;
   video.hidden = !track;
   if (track) video.setAttribute('aria-label', label);

@@ -12,7 +12,7 @@ const TYPING_REPEAT_MS = 3_000;
 
 /**
  * @typedef {{
- *   send: (wire: string) => boolean,
+ *   send: (wire: string, to?: string) => boolean,
  *   onChange: (message: StoredMessage) => void,
  *   onReset: () => void,
  *   onTyping: (active: boolean) => void,
@@ -113,7 +113,7 @@ export class Chat {
     switch (data.type) {
       case 'chat': {
         // Acknowledge every copy: the first ack may have been lost with the old channel.
-        this.handlers.send(protocol.ackMessage(data.id));
+        this.handlers.send(protocol.ackMessage(data.id), from.peerId);
         if (this.messages.has(data.id)) return;
         this.handlers.onTyping(false);
         this.#store({

@@ -1,6 +1,6 @@
 // The home page: create a room, or open one from a pasted link or id.
 
-import { newRoomId, roomIdFromLink, roomPath } from './protocol.js';
+import { newRoomId, roomFromLink, roomPath } from './protocol.js';
 import { listRooms, removeRoom, roomLabel } from './recent.js';
 
 const createButton = /** @type {HTMLButtonElement} */ (document.getElementById('create-room'));
@@ -9,19 +9,21 @@ const linkInput = /** @type {HTMLInputElement} */ (document.getElementById('room
 const joinError = /** @type {HTMLElement} */ (document.getElementById('join-error'));
 
 createButton.addEventListener('click', () => {
-  location.assign(roomPath(newRoomId()));
+  const group = /** @type {HTMLInputElement | null} */ (document.getElementById('kind-group'));
+  location.assign(roomPath(newRoomId(), group?.checked ? 'group' : 'pair'));
 });
 
 joinForm.addEventListener('submit', (event) => {
   event.preventDefault();
-  const roomId = roomIdFromLink(linkInput.value);
-  if (!roomId) {
-    joinError.textContent = 'That is not a Natter room link. It looks like …/r/ followed by 22 letters, digits, - or _.';
+  const found = roomFromLink(linkInput.value);
+  if (!found) {
+    joinError.textContent =
+      'That is not a Natter room link. It looks like …/r/ or …/g/ followed by 22 letters, digits, - or _.';
     linkInput.setAttribute('aria-invalid', 'true');
     linkInput.focus();
     return;
   }
-  location.assign(roomPath(roomId));
+  location.assign(roomPath(found.room, found.kind));
 });
 
 linkInput.addEventListener('input', () => {
@@ -41,7 +43,7 @@ async function showRecentRooms() {
     ...rooms.map((entry) => {
       const item = document.createElement('li');
       const link = document.createElement('a');
-      link.href = roomPath(entry.room);
+      link.href = roomPath(entry.room, entry.kind);
       link.textContent = roomLabel(entry);
       const details = document.createElement('span');
       details.className = 'details';

@@ -109,13 +109,25 @@ export function normalizeName(value) {
  * @returns {string | null}
  */
 export function roomIdFromLink(text) {
+  return roomFromLink(text)?.room ?? null;
+}
+
+/** @typedef {'pair' | 'group'} RoomKind */
+
+/**
+ * Finds a room in what a person pasted: a room link (pair `/r/…` or group `/g/…`) or a bare id
+ * (taken as a pair room).
+ * @param {string} text
+ * @returns {{ room: string, kind: RoomKind } | null}
+ */
+export function roomFromLink(text) {
   const value = text.trim();
-  if (isRoomId(value)) return value;
+  if (isRoomId(value)) return { room: value, kind: 'pair' };
   try {
     const url = new URL(value);
-    const match = /^\/r\/([^/]+)\/?$/.exec(url.pathname);
-    if ((url.protocol === 'http:' || url.protocol === 'https:') && match && isRoomId(match[1])) {
-      return match[1];
+    const match = /^\/([rg])\/([^/]+)\/?$/.exec(url.pathname);
+    if ((url.protocol === 'http:' || url.protocol === 'https:') && match && isRoomId(match[2])) {
+      return { room: match[2], kind: match[1] === 'g' ? 'group' : 'pair' };
     }
   } catch {
     // not a URL
@@ -123,14 +135,17 @@ export function roomIdFromLink(text) {
   return null;
 }
 
-/** The path of a room's page. @param {string} roomId */
-export const roomPath = (roomId) => `/r/${roomId}`;
+/** The path of a room's page. @param {string} roomId @param {RoomKind} [kind] */
+export const roomPath = (roomId, kind = 'pair') => `/${kind === 'group' ? 'g' : 'r'}/${roomId}`;
 
 // --- signaling: client → server -------------------------------------------------------------
 
 export const hello = () => JSON.stringify({ type: 'hello', version: PROTOCOL_VERSION });
-/** @param {string} room @param {string} peer @param {string} name */
-export const join = (room, peer, name) => JSON.stringify({ type: 'join', room, peer, name });
+/** @param {string} room @param {string} peer @param {string} name @param {RoomKind} [kind] */
+export const join = (room, peer, name, kind = 'pair') =>
+  JSON.stringify(kind === 'pair' ? { type: 'join', room, peer, name } : { type: 'join', room, peer, name, kind });
+/** @param {string} sdp @param {{ mid: string, source: MediaSourceKind }[]} tracks */
+export const sfuOffer = (sdp, tracks) => JSON.stringify({ type: 'sfu-offer', sdp, tracks });
 /** @param {string} name */
 export const rename = (name) => JSON.stringify({ type: 'rename', name });
 /** @param {string} to @param {SignalPayload} payload */
@@ -141,6 +156,8 @@ export const ping = () => JSON.stringify({ type: 'ping' });
 // --- signaling: server → client -------------------------------------------------------------
 
 /** @typedef {{ peer: string, name: string }} PeerInfo */
+/** @typedef {'microphone' | 'camera' | 'screen'} MediaSourceKind */
+/** @typedef {{ mid: string, peer: string, source: MediaSourceKind, paused: boolean }} ForwardedTrack */
 /** @typedef {{ urls: string[], username?: string, credential?: string }} IceServer */
 /**
  * @typedef {{ type: 'hello', version: number, server: string }
@@ -151,6 +168,9 @@ export const ping = () => JSON.stringify({ type: 'ping' });
  *   | { type: 'peer-renamed', peer: string, name: string }
  *   | { type: 'signal', from: string, payload: unknown }
  *   | { type: 'pong' }
+ *   | { type: 'sfu-answer', sdp: string }
+ *   | { type: 'sfu-tracks', tracks: ForwardedTrack[], need: { audio: number, video: number } }
+ *   | { type: 'sfu-speaker', peer: string | null }
  *   | { type: 'error', code: string, message: string }} ServerMessage
  */
 
@@ -172,6 +192,15 @@ function parseObject(text) {
 
 /** @param {unknown} value @returns {value is PeerInfo} */
 const isPeerInfo = (value) => isObject(value) && isPeerId(value.peer) && typeof value.name === 'string';
+const MEDIA_SOURCES = ['microphone', 'camera', 'screen'];
+/** @param {unknown} value @returns {value is ForwardedTrack} */
+const isForwardedTrack = (value) =>
+  isObject(value) &&
+  typeof value.mid === 'string' &&
+  value.mid.length <= 16 &&
+  isPeerId(value.peer) &&
+  MEDIA_SOURCES.includes(String(value.source)) &&
+  typeof value.paused === 'boolean';
 /** @param {unknown} value @returns {value is IceServer} */
 const isIceServer = (value) =>
   isObject(value) && Array.isArray(value.urls) && value.urls.every((url) => typeof url === 'string');
@@ -216,6 +245,16 @@ export function parseServerMessage(text) {
       return isPeerId(m.from) ? { type: 'signal', from: m.from, payload: m.payload } : null;
     case 'pong':
       return { type: 'pong' };
+    case 'sfu-answer':
+      return typeof m.sdp === 'string' ? { type: 'sfu-answer', sdp: m.sdp } : null;
+    case 'sfu-tracks': {
+      const need = isObject(m.need) ? m.need : {};
+      const count = (/** @type {unknown} */ n) => (Number.isSafeInteger(n) && Number(n) >= 0 ? Math.min(Number(n), 256) : 0);
+      if (!Array.isArray(m.tracks) || !m.tracks.every(isForwardedTrack)) return null;
+      return { type: 'sfu-tracks', tracks: m.tracks, need: { audio: count(need.audio), video: count(need.video) } };
+    }
+    case 'sfu-speaker':
+      return m.peer === null || isPeerId(m.peer) ? { type: 'sfu-speaker', peer: m.peer ?? null } : null;
     case 'error':
       return typeof m.code === 'string' ? { type: 'error', code: m.code, message: String(m.message ?? '') } : null;
     default:
@@ -336,8 +375,16 @@ export function callStateMessage(state) {
  */
 export function parseDataMessage(data) {
   if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
-  const value = parseObject(data);
-  if (!value) return null;
+  return parseDataObject(parseObject(data));
+}
+
+/**
+ * Checks an already parsed data-channel message (as relayed in group rooms).
+ * @param {unknown} value
+ * @returns {DataMessage | null}
+ */
+export function parseDataObject(value) {
+  if (!isObject(value)) return null;
   switch (value.type) {
     case 'chat': {
       const { id, text, sentAt } = value;
@@ -495,4 +542,58 @@ export function parseChunk(buffer) {
   if (!FILE_ID.test(id)) return null;
   const seq = new DataView(buffer).getUint32(FILE_ID_LENGTH);
   return { id, seq, offset: FILE_CHUNK_HEADER_BYTES, length };
+}
+
+// --- group rooms: the relay envelope (docs/protocol.md, "Relayed data") ---------------------
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/**
+ * Wraps a data message for the SFU's relay: to everyone, or to one person.
+ * @param {string} wire the message's JSON (an object)
+ * @param {string} [to]
+ */
+export const relayText = (wire, to) => (to ? `{"to":${JSON.stringify(to)},"msg":${wire}}` : `{"msg":${wire}}`);
+
+/**
+ * Wraps binary data for the relay: a length byte, the recipient's id, the payload.
+ * @param {ArrayBuffer | Uint8Array} data
+ * @param {string} [to]
+ */
+export function relayBinary(data, to = '') {
+  const id = textEncoder.encode(to);
+  const payload = data instanceof Uint8Array ? data : new Uint8Array(data);
+  const out = new Uint8Array(1 + id.length + payload.length);
+  out[0] = id.length;
+  out.set(id, 1);
+  out.set(payload, 1 + id.length);
+  return out;
+}
+
+/**
+ * A relayed text message: who sent it and the message object; null if malformed.
+ * @param {unknown} data
+ * @returns {{ from: string, msg: Record<string, unknown> } | null}
+ */
+export function parseRelayedText(data) {
+  if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES + 128) return null;
+  const value = parseObject(data);
+  if (!value || !isPeerId(value.from) || !isObject(value.msg)) return null;
+  return { from: value.from, msg: value.msg };
+}
+
+/**
+ * A relayed binary message: who sent it and the payload; null if malformed.
+ * @param {unknown} data
+ * @returns {{ from: string, payload: ArrayBuffer } | null}
+ */
+export function parseRelayedBinary(data) {
+  if (!(data instanceof ArrayBuffer) || data.byteLength < 1) return null;
+  const bytes = new Uint8Array(data);
+  const length = bytes[0];
+  if (bytes.length < 1 + length) return null;
+  const from = textDecoder.decode(bytes.subarray(1, 1 + length));
+  if (!isPeerId(from)) return null;
+  return { from, payload: data.slice(1 + length) };
 }

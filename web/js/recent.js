@@ -4,13 +4,14 @@
 import { ROOMS, database, requestDone as done } from './storage.js';
 
 /**
- * @typedef {{ room: string, localName: string, peerName: string, lastActivity: number }} RecentRoom
+ * @typedef {{ room: string, localName: string, peerName: string, lastActivity: number,
+ *   kind?: import('./protocol.js').RoomKind }} RecentRoom
  */
 
 /**
  * Creates or updates the room's entry and marks it active now.
  * @param {string} room
- * @param {Partial<Pick<RecentRoom, 'localName' | 'peerName'>>} [changes]
+ * @param {Partial<Pick<RecentRoom, 'localName' | 'peerName' | 'kind'>>} [changes]
  */
 export async function touchRoom(room, changes = {}) {
   const db = await database();

@@ -30,7 +30,7 @@ export class Signaling {
   #lastHeard = 0;
 
   /**
-   * @param {{ url: string, room: string, identity: Promise<{ peerId: string, name: string }> }} options
+   * @param {{ url: string, room: string, kind?: protocol.RoomKind, identity: Promise<{ peerId: string, name: string }> }} options
    *   `identity` may still be loading: the socket opens and says hello meanwhile, and joins as
    *   soon as it is known, which keeps the storage round trip out of the time to connect.
    * @param {SignalingHandlers} handlers
@@ -38,6 +38,7 @@ export class Signaling {
   constructor(options, handlers) {
     this.url = options.url;
     this.room = options.room;
+    this.kind = options.kind ?? 'pair';
     this.identity = options.identity;
     /** @type {string | null} a name set by rename() before or after joining */
     this.name = null;
@@ -69,7 +70,7 @@ export class Signaling {
       // messages in order (and closes on a version mismatch), so this saves a round trip.
       this.identity.then(({ peerId, name }) => {
         if (this.#socket === socket && socket.readyState === WebSocket.OPEN) {
-          socket.send(protocol.join(this.room, peerId, this.name ?? name));
+          socket.send(protocol.join(this.room, peerId, this.name ?? name, this.kind));
         }
       });
       this.#pingTimer = setInterval(() => this.#keepalive(socket), PING_EVERY_MS);
@@ -144,6 +145,11 @@ export class Signaling {
   /** @param {string} to @param {protocol.SignalPayload} payload */
   signal(to, payload) {
     return this.#send(protocol.signal(to, payload));
+  }
+
+  /** Group rooms: an offer for the connection to the SFU. @param {string} sdp @param {{ mid: string, source: protocol.MediaSourceKind }[]} tracks */
+  sfuOffer(sdp, tracks) {
+    return this.#send(protocol.sfuOffer(sdp, tracks));
   }
 
   /** @param {string} name */

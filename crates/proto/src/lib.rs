@@ -8,11 +8,13 @@
 //! * [`limits`]: sizes, rates and timeouts both ends agree on.
 //! * [`close`]: WebSocket close codes.
 //! * [`data`]: what browsers send each other: signal payloads and data-channel messages.
+//! * [`relay`]: the envelope around data-channel messages the SFU relays in group rooms.
 
 pub mod close;
 pub mod data;
 pub mod ids;
 pub mod limits;
+pub mod relay;
 pub mod signaling;
 
 pub use ids::{DisplayName, IdError, PeerId, RoomId};

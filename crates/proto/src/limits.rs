@@ -25,6 +25,11 @@ pub const FLOOD_TOLERANCE: u32 = 100;
 
 /// People in a pair room.
 pub const PAIR_ROOM_CAPACITY: u32 = 2;
+/// People in a group room unless the self-hoster sets another capacity.
+pub const DEFAULT_GROUP_ROOM_CAPACITY: u32 = 32;
+/// How long a peer of a group room whose socket dropped keeps its place: short, because a
+/// vanished participant's empty tile is worse than a quick rejoin.
+pub const GROUP_RECONNECT_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a peer whose socket dropped keeps its place before the others are told it left.
 pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(30);

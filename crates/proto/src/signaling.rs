@@ -26,6 +26,10 @@ pub enum ClientMessage {
         peer: PeerId,
         /// The name others see.
         name: DisplayName,
+        /// The kind of room to create if nobody is in it; an existing room keeps its kind (which
+        /// `welcome` reports). Pair when absent.
+        #[serde(default, skip_serializing_if = "RoomKind::is_pair")]
+        kind: RoomKind,
     },
     /// Change the name others see.
     Rename {
@@ -43,6 +47,68 @@ pub enum ClientMessage {
     Leave,
     /// Application-level keepalive; the server answers `pong`.
     Ping,
+    /// Group rooms: an SDP offer for this browser's one connection to the server's SFU, with the
+    /// sources of the tracks it sends. Sent for the first connection and again after every change
+    /// (a device on or off, more receive slots); the server answers `sfu-answer`.
+    SfuOffer {
+        /// The offer's SDP.
+        sdp: String,
+        /// What this browser publishes, by the `mid` of its transceiver. Only sources that are
+        /// on; a source missing here is off and is taken out of everyone's view.
+        tracks: Vec<PublishedTrack>,
+    },
+}
+
+/// Where a published track comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MediaSource {
+    /// The microphone (audio).
+    Microphone,
+    /// The camera (video).
+    Camera,
+    /// A shared screen or window (video).
+    Screen,
+}
+
+impl MediaSource {
+    /// True for the video sources.
+    pub fn is_video(self) -> bool {
+        !matches!(self, Self::Microphone)
+    }
+}
+
+/// One track a browser sends to the SFU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedTrack {
+    /// The `mid` of the transceiver in the offer that carries it.
+    pub mid: String,
+    /// What it is.
+    pub source: MediaSource,
+}
+
+/// One track the SFU forwards to a browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedTrack {
+    /// The `mid` of the browser's receiving transceiver.
+    pub mid: String,
+    /// Whose track it is.
+    pub peer: PeerId,
+    /// What it is.
+    pub source: MediaSource,
+    /// True while the server holds this video back because the receiver's estimated bandwidth
+    /// cannot carry it; it resumes, with a keyframe, when the estimate recovers.
+    pub paused: bool,
+}
+
+/// Receive slots a browser must add (as `recvonly` transceivers, then a new `sfu-offer`) before
+/// the SFU can forward everything there is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackNeed {
+    /// More audio slots needed.
+    pub audio: u32,
+    /// More video slots needed.
+    pub video: u32,
 }
 
 /// Why a peer is no longer in the room.
@@ -56,11 +122,22 @@ pub enum LeaveReason {
 }
 
 /// The kind of a room, which decides its transport and capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoomKind {
     /// Two people, browser to browser.
+    #[default]
     Pair,
+    /// Up to the server's group capacity (32 by default); media and data go through the server's
+    /// SFU, which forwards and never stores.
+    Group,
+}
+
+impl RoomKind {
+    /// True for pair rooms (the default kind).
+    pub fn is_pair(&self) -> bool {
+        matches!(self, Self::Pair)
+    }
 }
 
 /// Someone in the room, as listed in `welcome`.
@@ -148,6 +225,25 @@ pub enum ServerMessage {
     },
     /// Answer to `ping`.
     Pong,
+    /// Group rooms: the SFU's answer to `sfu-offer`.
+    SfuAnswer {
+        /// The answer's SDP.
+        sdp: String,
+    },
+    /// Group rooms: what each of this browser's receive slots carries now, and how many more slots
+    /// it needs. Sent after every answer and whenever someone's tracks change.
+    SfuTracks {
+        /// Every slot that carries a track; slots not listed are idle.
+        tracks: Vec<ForwardedTrack>,
+        /// Slots to add before everything can be forwarded.
+        need: TrackNeed,
+    },
+    /// Group rooms: who is speaking loudest now (`null`: nobody), from the audio levels the
+    /// browsers put in their packets.
+    SfuSpeaker {
+        /// The active speaker.
+        peer: Option<PeerId>,
+    },
     /// A request could not be carried out; the socket stays open unless a close follows.
     Error {
         /// Stable, machine-readable code.
@@ -187,13 +283,17 @@ pub enum ErrorCode {
     Replaced,
     /// The server is overloaded; try again shortly.
     ServerBusy,
+    /// `sfu-offer` in a pair room (pair rooms connect browser to browser).
+    NotGroupRoom,
+    /// The SFU could not use the offer (malformed SDP, an unknown `mid`, too many tracks).
+    BadOffer,
     /// Something went wrong on the server; the details are in its log.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -207,6 +307,8 @@ impl ErrorCode {
         Self::RateLimited,
         Self::Replaced,
         Self::ServerBusy,
+        Self::NotGroupRoom,
+        Self::BadOffer,
         Self::Internal,
     ];
 
@@ -228,6 +330,8 @@ impl ErrorCode {
             Self::RateLimited => "too many messages; slow down",
             Self::Replaced => "you joined from another tab or connection",
             Self::ServerBusy => "the server is busy; try again shortly",
+            Self::NotGroupRoom => "only group rooms connect to the server's media relay",
+            Self::BadOffer => "the media relay could not use this offer",
             Self::Internal => "internal server error",
         }
     }
@@ -285,7 +389,15 @@ impl ClientMessage {
         let Ok(loose) = serde_json::from_str::<LooseMessage>(text) else {
             return Err(bad("not a JSON object".to_owned()));
         };
-        let known = ["hello", "join", "rename", "signal", "leave", "ping"];
+        let known = [
+            "hello",
+            "join",
+            "rename",
+            "signal",
+            "leave",
+            "ping",
+            "sfu-offer",
+        ];
         match loose.kind.as_deref() {
             None => return Err(bad("missing \"type\"".to_owned())),
             Some(kind) if !known.contains(&kind) => {

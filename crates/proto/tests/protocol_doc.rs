@@ -47,20 +47,32 @@ fn every_example_parses_and_round_trips() {
             "signal-payload" => round_trips::<SignalPayload>(kind, text),
             "data" => round_trips::<DataMessage>(kind, text),
             "files" => round_trips::<FileMessage>(kind, text),
+            "relay" => {
+                let request = natter_proto::relay::parse_text(text.as_bytes())
+                    .unwrap_or_else(|error| panic!("relay example refused: {error}\n{text}"));
+                let msg: Value = serde_json::from_slice(request.payload).unwrap();
+                round_trips::<DataMessage>(kind, &msg.to_string());
+            }
+            "relayed" => {
+                let value: Value = serde_json::from_str(text).unwrap();
+                let from = value["from"].as_str().unwrap().to_owned();
+                natter_proto::PeerId::try_from(from).expect("a valid sender");
+                round_trips::<DataMessage>(kind, &value["msg"].to_string());
+            }
             other => panic!(
-                "a ```json block must say client, server, signal-payload, data or files, not {other:?}"
+                "a ```json block must say client, server, signal-payload, data, files, relay or relayed, not {other:?}"
             ),
         }
         *seen.entry(kind.clone()).or_default() += 1;
     }
     assert_eq!(
         seen.get("client"),
-        Some(&6),
+        Some(&7),
         "one example per client message: {seen:?}"
     );
     assert_eq!(
         seen.get("server"),
-        Some(&8),
+        Some(&11),
         "one example per server message: {seen:?}"
     );
     assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));

@@ -57,6 +57,15 @@ impl RoomPolicy {
             reconnect_grace,
         }
     }
+
+    /// A room of up to `capacity` people whose media goes through the server's SFU.
+    pub fn group(capacity: u32, reconnect_grace: Duration) -> Self {
+        Self {
+            kind: RoomKind::Group,
+            capacity,
+            reconnect_grace,
+        }
+    }
 }
 
 /// What the caller must do after feeding the room an input.

@@ -1,10 +1,10 @@
 //! Command-line and environment configuration of the `natter` binary.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
-use natter_proto::limits::DEFAULT_MAX_FILE_BYTES;
+use natter_proto::limits::{DEFAULT_GROUP_ROOM_CAPACITY, DEFAULT_MAX_FILE_BYTES};
 use natter_proto::signaling::IceServer;
 
 /// Natter: a self-hosted, account-free room for chat, files and calls.
@@ -46,6 +46,28 @@ pub struct Config {
     #[arg(long, env = "NATTER_MAX_FILE_SIZE", default_value_t = DEFAULT_MAX_FILE_BYTES,
           value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: u64,
+
+    /// Most people in one group room (media goes through this server, so each adds upload
+    /// here).
+    #[arg(long, env = "NATTER_GROUP_CAPACITY", default_value_t = DEFAULT_GROUP_ROOM_CAPACITY,
+          value_parser = clap::value_parser!(u32).range(3..=256))]
+    pub group_capacity: u32,
+
+    /// UDP port of the media relay (SFU) that group rooms use; one port serves every
+    /// participant. 0 picks a free port (only useful for tests).
+    #[arg(long, env = "NATTER_RTC_PORT", default_value_t = 8081)]
+    pub rtc_port: u16,
+
+    /// TCP port for ICE-TCP, the media relay's fallback for networks that block UDP. By default
+    /// the same number as the UDP port.
+    #[arg(long, env = "NATTER_RTC_TCP_PORT")]
+    pub rtc_tcp_port: Option<u16>,
+
+    /// The IP address browsers reach this server's media relay at, when it differs from the
+    /// address it listens on (behind NAT, or listening on 0.0.0.0). Defaults to the listen
+    /// address, or 127.0.0.1 when listening on all interfaces.
+    #[arg(long, env = "NATTER_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
@@ -102,9 +124,19 @@ impl Config {
             .collect()
     }
 
-    /// A configuration for tests: listen on an ephemeral loopback port, defaults otherwise.
+    /// Where the media relay binds its UDP socket and ICE-TCP listener.
+    pub fn rtc_addresses(&self) -> (SocketAddr, SocketAddr) {
+        let ip = self.listen.ip();
+        let tcp_port = self.rtc_tcp_port.unwrap_or(self.rtc_port);
+        (
+            SocketAddr::new(ip, self.rtc_port),
+            SocketAddr::new(ip, tcp_port),
+        )
+    }
+
+    /// A configuration for tests: listen on ephemeral loopback ports, defaults otherwise.
     pub fn for_tests() -> Self {
-        Self::parse_from(["natter", "--listen", "127.0.0.1:0"])
+        Self::parse_from(["natter", "--listen", "127.0.0.1:0", "--rtc-port", "0"])
     }
 }
 

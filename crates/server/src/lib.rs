@@ -27,8 +27,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use natter_proto::RoomId;
+use natter_proto::limits::GROUP_RECONNECT_GRACE;
 use natter_proto::limits::MAX_MESSAGE_BYTES;
 use natter_room::{RoomPolicy, SessionId};
+use natter_sfu::{DriverConfig, SfuHandle};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_http::compression::CompressionLayer;
@@ -46,6 +48,7 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 
 struct AppState {
     registry: Arc<Registry>,
+    sfu: SfuHandle,
     /// Flips to true once on shutdown; every session watches it.
     stopping: watch::Sender<bool>,
     /// One permit per open WebSocket.
@@ -61,13 +64,28 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (rtc_udp, rtc_tcp) = config.rtc_addresses();
+    let sfu = natter_sfu::start(&DriverConfig {
+        udp: rtc_udp,
+        tcp: Some(rtc_tcp),
+        public_ip: config.public_ip,
+    })?;
+    tracing::info!(
+        udp = %sfu.advertised.udp.port(),
+        "media relay for group rooms is listening"
+    );
     let registry = Registry::new(RoomSettings {
-        policy: RoomPolicy::pair(config.reconnect_grace()),
+        pair: RoomPolicy::pair(config.reconnect_grace()),
+        group: RoomPolicy::group(
+            config.group_capacity,
+            GROUP_RECONNECT_GRACE.min(config.reconnect_grace()),
+        ),
         ice_servers: config.ice_servers(),
         max_file_bytes: config.max_file_size,
     });
     let state = Arc::new(AppState {
         registry,
+        sfu,
         stopping: watch::channel(false).0,
         connections: Arc::new(Semaphore::new(config.max_connections as usize)),
         max_connections: config.max_connections,
@@ -76,6 +94,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(index))
         .route("/r/{room}", get(room_page))
+        .route("/g/{room}", get(group_page))
         .route("/healthz", get(healthz))
         .route("/ws", get(websocket))
         .fallback(get(static_file))
@@ -118,6 +137,13 @@ async fn room_page(Path(room): Path<String>, headers: HeaderMap) -> Response {
     }
 }
 
+async fn group_page(Path(room): Path<String>, headers: HeaderMap) -> Response {
+    match RoomId::try_from(room) {
+        Ok(_) => web::asset("group.html", &headers),
+        Err(_) => (StatusCode::NOT_FOUND, "no such room link").into_response(),
+    }
+}
+
 async fn static_file(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.is_empty() || path.ends_with('/') || path.split('/').any(|part| part.starts_with('.')) {
@@ -143,6 +169,7 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
     };
     let id = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
     let registry = Arc::clone(&state.registry);
+    let sfu = state.sfu.clone();
     let stopping = state.stopping.subscribe();
     upgrade
         .read_buffer_size(WS_READ_BUFFER)
@@ -152,7 +179,7 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            session::run(socket, id, registry, stopping).await;
+            session::run(socket, id, registry, sfu, stopping).await;
             drop(permit);
         })
 }

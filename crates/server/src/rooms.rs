@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use natter_proto::signaling::IceServer;
+use natter_proto::signaling::{IceServer, RoomKind};
 use natter_proto::{DisplayName, ErrorCode, PeerId, RoomId, ServerMessage};
 use natter_room::{Output, Room, RoomPolicy, SessionId};
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub(crate) struct SessionHandle {
 
 impl SessionHandle {
     /// Queues `message`; false if the session is gone or not keeping up (and has been told to close).
-    fn deliver(&self, message: Message) -> bool {
+    pub(crate) fn deliver(&self, message: Message) -> bool {
         match self.outbound.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -48,9 +48,11 @@ pub(crate) enum RoomCommand {
         session: SessionId,
         peer: PeerId,
         name: DisplayName,
+        /// The kind to create the room as, if it does not exist.
+        kind: RoomKind,
         handle: SessionHandle,
-        /// `Ok` after `welcome` was queued on the session's outbound channel.
-        reply: oneshot::Sender<Result<(), ErrorCode>>,
+        /// The room's kind, after `welcome` was queued on the session's outbound channel.
+        reply: oneshot::Sender<Result<RoomKind, ErrorCode>>,
     },
     Rename {
         session: SessionId,
@@ -73,7 +75,10 @@ pub(crate) enum RoomCommand {
 /// Settings every room task needs.
 #[derive(Debug, Clone)]
 pub(crate) struct RoomSettings {
-    pub policy: RoomPolicy,
+    /// Policy of new pair rooms.
+    pub pair: RoomPolicy,
+    /// Policy of new group rooms.
+    pub group: RoomPolicy,
     pub ice_servers: Vec<IceServer>,
     /// The file-size policy announced in `welcome`.
     pub max_file_bytes: u64,
@@ -113,6 +118,13 @@ impl Registry {
         command: RoomCommand,
     ) -> Result<mpsc::Sender<RoomCommand>, ErrorCode> {
         let mut rooms = self.lock();
+        let policy = match &command {
+            RoomCommand::Join {
+                kind: RoomKind::Group,
+                ..
+            } => self.settings.group,
+            _ => self.settings.pair,
+        };
         let command = match rooms.get(room_id) {
             Some(sender) => match sender.try_send(command) {
                 Ok(()) => return Ok(sender.clone()),
@@ -126,7 +138,7 @@ impl Registry {
         // A fresh channel has room for one command.
         sender.try_send(command).map_err(|_| ErrorCode::Internal)?;
         rooms.insert(room_id.clone(), sender.clone());
-        let room = Room::new(self.settings.policy);
+        let room = Room::new(policy);
         tokio::spawn(run_room(Arc::clone(self), room_id.clone(), room, inbox));
         Ok(sender)
     }
@@ -178,14 +190,16 @@ impl RoomTask {
                 name,
                 handle,
                 reply,
+                kind: _,
             } => {
+                let policy = self.room.policy();
                 let result = self.room.join(now, session, peer.clone(), name);
                 if let Ok(joined) = &result {
                     let welcome = ServerMessage::Welcome {
                         room: self.room_id.clone(),
                         peer,
-                        kind: self.settings.policy.kind,
-                        capacity: self.settings.policy.capacity,
+                        kind: policy.kind,
+                        capacity: policy.capacity,
                         peers: joined.peers.clone(),
                         ice_servers: self.settings.ice_servers.clone(),
                         resumed: joined.resumed,
@@ -195,7 +209,7 @@ impl RoomTask {
                     self.sessions.insert(session, handle);
                 }
                 // The session may have gone away meanwhile; its disconnect follows.
-                let _ = reply.send(result.map(drop));
+                let _ = reply.send(result.map(|_| policy.kind));
             }
             RoomCommand::Rename { session, name } => {
                 if let Err(code) = self.room.rename(session, name) {

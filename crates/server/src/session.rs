@@ -8,8 +8,10 @@ use natter_proto::limits::{
     FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST,
     MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
 };
-use natter_proto::{ClientMessage, ErrorCode, ServerMessage, close};
+use natter_proto::signaling::RoomKind;
+use natter_proto::{ClientMessage, ErrorCode, PeerId, RoomId, ServerMessage, close};
 use natter_room::SessionId;
+use natter_sfu::{ClientId, Command as SfuCommand, SfuHandle};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -44,12 +46,16 @@ enum Stage {
     Ready,
     Joined {
         room: mpsc::Sender<RoomCommand>,
+        room_id: RoomId,
+        peer: PeerId,
+        kind: RoomKind,
     },
 }
 
 struct Session {
     id: SessionId,
     registry: Arc<Registry>,
+    sfu: SfuHandle,
     stage: Stage,
     handle: SessionHandle,
     limiter: TokenBucket,
@@ -63,6 +69,7 @@ pub(crate) async fn run(
     mut socket: WebSocket,
     id: SessionId,
     registry: Arc<Registry>,
+    sfu: SfuHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (outbound, mut queue) = mpsc::channel(OUTBOUND_QUEUE);
@@ -71,6 +78,7 @@ pub(crate) async fn run(
     let mut session = Session {
         id,
         registry,
+        sfu,
         stage: Stage::AwaitingHello,
         handle: SessionHandle {
             outbound,
@@ -129,9 +137,12 @@ pub(crate) async fn run(
         }
     };
 
-    if let Stage::Joined { room } = &session.stage {
+    if let Stage::Joined { room, kind, .. } = &session.stage {
         // Awaited rather than tried: a lost disconnect would keep a ghost in the room forever.
         let _ = room.send(RoomCommand::Disconnected { session: id }).await;
+        if *kind == RoomKind::Group {
+            session.leave_media().await;
+        }
     }
     match end {
         End::Close(code, error) => {
@@ -261,12 +272,21 @@ impl Session {
             }
             (ClientMessage::Ping, _) => self.reply(socket, &ServerMessage::Pong).await,
             (_, Stage::AwaitingHello) => self.reply_error(socket, ErrorCode::HelloRequired).await,
-            (ClientMessage::Join { room, peer, name }, Stage::Ready) => {
+            (
+                ClientMessage::Join {
+                    room,
+                    peer,
+                    name,
+                    kind,
+                },
+                Stage::Ready,
+            ) => {
                 let (reply, result) = oneshot::channel();
                 let command = RoomCommand::Join {
                     session: self.id,
-                    peer,
+                    peer: peer.clone(),
                     name,
+                    kind,
                     handle: self.handle.clone(),
                     reply,
                 };
@@ -274,12 +294,17 @@ impl Session {
                     Ok(sender) => result
                         .await
                         .unwrap_or(Err(ErrorCode::Internal))
-                        .map(|()| sender),
+                        .map(|kind| (sender, kind)),
                     Err(code) => Err(code),
                 };
                 match joined {
-                    Ok(room) => {
-                        self.stage = Stage::Joined { room };
+                    Ok((sender, kind)) => {
+                        self.stage = Stage::Joined {
+                            room: sender,
+                            room_id: room,
+                            peer,
+                            kind,
+                        };
                         self.ever_joined = true;
                         None
                     }
@@ -290,20 +315,50 @@ impl Session {
                 self.reply_error(socket, ErrorCode::AlreadyJoined).await
             }
             (_, Stage::Ready) => self.reply_error(socket, ErrorCode::NotJoined).await,
-            (ClientMessage::Leave, Stage::Joined { room }) => {
+            (ClientMessage::Leave, Stage::Joined { room, kind, .. }) => {
                 // Awaited: a lost leave would keep the place taken.
                 let _ = room.send(RoomCommand::Leave { session: self.id }).await;
+                if *kind == RoomKind::Group {
+                    self.leave_media().await;
+                }
                 self.stage = Stage::Ready;
                 None
             }
-            (ClientMessage::Rename { name }, Stage::Joined { room }) => {
+            (
+                ClientMessage::SfuOffer { sdp, tracks },
+                Stage::Joined {
+                    room_id,
+                    peer,
+                    kind,
+                    ..
+                },
+            ) => {
+                if *kind != RoomKind::Group {
+                    return self.reply_error(socket, ErrorCode::NotGroupRoom).await;
+                }
+                let handle = self.handle.clone();
+                let command = SfuCommand::Offer {
+                    client: ClientId(self.id.0),
+                    room: room_id.clone(),
+                    peer: peer.clone(),
+                    sdp,
+                    tracks,
+                    deliver: Box::new(move |message| handle.deliver(text(&message))),
+                };
+                if self.sfu.try_send(command) {
+                    None
+                } else {
+                    self.reply_error(socket, ErrorCode::ServerBusy).await
+                }
+            }
+            (ClientMessage::Rename { name }, Stage::Joined { room, .. }) => {
                 let command = RoomCommand::Rename {
                     session: self.id,
                     name,
                 };
                 self.forward(socket, room.clone(), command).await
             }
-            (ClientMessage::Signal { to, payload }, Stage::Joined { room }) => {
+            (ClientMessage::Signal { to, payload }, Stage::Joined { room, .. }) => {
                 if relayed_signal_len(&payload) > MAX_MESSAGE_BYTES {
                     let reply = ServerMessage::Error {
                         code: ErrorCode::BadMessage,
@@ -319,6 +374,12 @@ impl Session {
                 self.forward(socket, room.clone(), command).await
             }
         }
+    }
+
+    /// Ends this session's media connection. Awaited: a lost removal would leave a frozen tile.
+    async fn leave_media(&self) {
+        let client = ClientId(self.id.0);
+        self.sfu.send(SfuCommand::Remove { client }).await;
     }
 
     async fn forward(

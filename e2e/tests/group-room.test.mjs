@@ -1,0 +1,184 @@
+// Group rooms: four (then five) people with Chromium's fake camera, microphone and screen, each
+// connected only to the server's SFU. What each person hears and sees is checked through WebRTC's
+// own counters (getStats) and through the page: the grid, the shared screen, the chat.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { FAKE_MEDIA, callTestPage, launchBrowser, startServer } from './harness.mjs';
+
+/** @typedef {import('playwright-core').Page} Page */
+
+/** @param {Page} page @param {string} name */
+const button = (page, name) => page.getByRole('button', { name, exact: true });
+/** @param {Page} page */
+const grid = (page) => page.getByRole('list', { name: 'Participants' });
+
+/**
+ * Each inbound stream of a kind on the page's connection to the SFU: bytes and decoded frames.
+ * @param {Page} page @param {'audio' | 'video'} kind
+ * @returns {Promise<{ mid: string, bytes: number, frames: number, width: number }[]>}
+ */
+function streams(page, kind) {
+  return page.evaluate(async (kind) => {
+    const list = /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).natterTestConnections);
+    const pc = list.findLast((each) => each.connectionState !== 'closed');
+    /** @type {{ mid: string, bytes: number, frames: number, width: number }[]} */
+    const found = [];
+    (await pc?.getStats())?.forEach((stats) => {
+      if (stats.type !== 'inbound-rtp' || stats.kind !== kind) return;
+      found.push({
+        mid: String(stats.mid),
+        bytes: stats.bytesReceived ?? 0,
+        frames: stats.framesDecoded ?? 0,
+        width: stats.frameWidth ?? 0,
+      });
+    });
+    return found;
+  }, kind);
+}
+
+/**
+ * Waits until `check` passes, reporting the last failure on timeout.
+ * @param {() => Promise<void>} check @param {number} [timeout]
+ */
+async function eventually(check, timeout = 20_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+  }
+}
+
+/** How many streams of a kind carry media that grows over a second. @param {Page} page @param {'audio' | 'video'} kind */
+async function flowing(page, kind) {
+  const before = await streams(page, kind);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const after = await streams(page, kind);
+  return after.filter((stream) => {
+    const earlier = before.find((each) => each.mid === stream.mid);
+    return earlier && (kind === 'audio' ? stream.bytes > earlier.bytes : stream.frames > earlier.frames);
+  }).length;
+}
+
+describe('group room', () => {
+  /** @type {Awaited<ReturnType<typeof startServer>>} */
+  let server;
+  /** @type {import('playwright-core').Browser} */
+  let browser;
+  /** @type {Record<string, { page: Page, problems: string[] }>} */
+  const people = {};
+  let roomUrl = '';
+
+  /** One person in a context of their own, named, in the room. @param {string} name */
+  async function enter(name) {
+    const context = await browser.newContext({ baseURL: server.url });
+    await context.addInitScript(callTestPage);
+    const page = await context.newPage();
+    /** @type {string[]} */
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+    await page.goto('/');
+    if (!roomUrl) {
+      await page.getByRole('radio', { name: 'Group room (up to 32)' }).check();
+      await button(page, 'Create room').click();
+      await page.waitForURL(/\/g\//);
+      roomUrl = page.url();
+    } else {
+      await page.goto(roomUrl);
+    }
+    await page.getByText('Change your name', { exact: true }).click();
+    await page.getByLabel('Your name', { exact: true }).fill(name);
+    await button(page, 'Save name').click();
+    await page.getByRole('status', { name: 'Connection' }).filter({ hasText: 'Connected through the server' }).waitFor();
+    people[name] = { page, problems };
+    return page;
+  }
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser(FAKE_MEDIA);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('four people hear each other, see the cameras and the shared screen', async () => {
+    for (const name of ['Ann', 'Bob', 'Cara', 'Dan']) await enter(name);
+    const { Ann, Bob, Cara, Dan } = people;
+    for (const { page } of Object.values(people)) {
+      await eventually(async () => assert.equal(await grid(page).getByRole('listitem').count(), 4));
+      await button(page, 'Microphone').click();
+    }
+    await button(Ann.page, 'Camera').click();
+    await button(Bob.page, 'Camera').click();
+    await button(Cara.page, 'Share screen').click();
+
+    for (const [name, { page }] of Object.entries(people)) {
+      await eventually(async () => assert.equal(await flowing(page, 'audio'), 3, `${name} hears the three others`));
+    }
+    // Ann and Bob see the other camera and the screen; Cara and Dan see both cameras.
+    for (const [name, { page }] of Object.entries(people)) {
+      const expected = name === 'Cara' ? 2 : name === 'Dan' ? 3 : 2;
+      await eventually(async () => assert.ok((await flowing(page, 'video')) >= expected, `${name} sees ${expected} videos`));
+    }
+    for (const page of [Ann.page, Bob.page, Dan.page]) {
+      const screen = page.getByLabel("Cara's screen");
+      await screen.waitFor();
+      await eventually(async () => assert.ok(await screen.evaluate((video) => /** @type {HTMLVideoElement} */ (video).videoWidth > 0)));
+    }
+    // The grid names everyone, with what they are doing.
+    await grid(Dan.page).getByRole('listitem', { name: /^Ann/ }).waitFor();
+    await button(Bob.page, 'Microphone').click();
+    await grid(Dan.page).getByRole('listitem', { name: /^Bob · muted/ }).waitFor();
+    await Dan.page.getByRole('status', { name: 'Call' }).filter({ hasText: 'Cara is sharing their screen.' }).waitFor();
+    // Someone is found speaking (the fake microphone beeps).
+    await Dan.page.locator('#grid li.speaking').first().waitFor({ timeout: 15_000 });
+    for (const [name, { problems }] of Object.entries(people)) assert.deepEqual(problems, [], name);
+  });
+
+  test('chat goes through the server to everyone', async () => {
+    const { Ann, Bob, Cara, Dan } = people;
+    await Ann.page.getByLabel('Message', { exact: true }).fill('hello, group <b>not bold</b>');
+    await Ann.page.getByLabel('Message', { exact: true }).press('Enter');
+    for (const { page } of [Bob, Cara, Dan]) {
+      await page.getByRole('log', { name: 'Messages' }).getByText('hello, group <b>not bold</b>').waitFor();
+    }
+    // Acknowledged by the others: Ann sees it delivered.
+    await Ann.page.getByRole('log', { name: 'Messages' }).getByText(/delivered/i).first().waitFor();
+    await Bob.page.getByLabel('Message', { exact: true }).fill('hi Ann');
+    await Bob.page.getByLabel('Message', { exact: true }).press('Enter');
+    await Ann.page.getByRole('log', { name: 'Messages' }).getByText('hi Ann').waitFor();
+  });
+
+  test('a fifth person who joins late gets video quickly', async (t) => {
+    const started = Date.now();
+    const eve = await enter('Eve');
+    const joined = Date.now() - started;
+    const waitStart = Date.now();
+    await eventually(async () => {
+      const videos = await streams(eve, 'video');
+      assert.ok(videos.filter((video) => video.frames > 0).length >= 3, 'Eve decodes both cameras and the screen');
+    }, 10_000);
+    const firstFrames = Date.now() - waitStart;
+    t.diagnostic(`Eve: joined and connected in ${joined} ms; first frames of all three videos ${firstFrames} ms later`);
+    assert.ok(firstFrames < 5_000, `keyframes took ${firstFrames} ms`);
+    await eventually(async () => assert.equal(await flowing(eve, 'audio'), 4));
+  });
+
+  test("closing a tab removes that person for the others", async () => {
+    const { Ann, Dan } = people;
+    await Dan.page.close();
+    await eventually(async () => {
+      assert.equal(await grid(Ann.page).getByRole('listitem', { name: /^Dan/ }).count(), 0);
+    }, 5_000);
+    // Ann still hears Bob and Cara (Eve never turned her microphone on); Dan's slot is idle.
+    await eventually(async () => assert.equal(await flowing(Ann.page, 'audio'), 2), 10_000);
+    await eventually(async () => assert.equal(await grid(Ann.page).getByRole('listitem').count(), 4));
+  });
+});

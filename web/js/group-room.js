@@ -1,0 +1,367 @@
+// A group room's page: the signaling connection, the one connection to the server's SFU, the
+// chat (relayed by the server to everyone) and the call grid. Untrusted text only ever reaches the
+// page through textContent.
+
+import * as protocol from './protocol.js';
+import { Signaling } from './signaling.js';
+import { SfuLink } from './sfu-link.js';
+import { prepareCertificate } from './peer.js';
+import { loadIdentity, saveIdentity } from './identity.js';
+import { Chat } from './chat.js';
+import { renderMessage } from './messages-view.js';
+import { touchRoom } from './recent.js';
+import { EmojiPicker } from './emoji-picker.js';
+import { GroupCall } from './group-call.js';
+import { GroupView } from './group-view.js';
+
+/** @template {HTMLElement} T @param {string} id @returns {T} */
+const element = (id) => /** @type {T} */ (document.getElementById(id));
+
+const statusLine = element('status');
+const peerLine = element('peer-name');
+const shareButton = /** @type {HTMLButtonElement} */ (element('share-link'));
+const shareFeedback = element('share-feedback');
+const nameForm = /** @type {HTMLFormElement} */ (element('name-form'));
+const nameInput = /** @type {HTMLInputElement} */ (element('name-input'));
+const nameError = element('name-error');
+const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
+const messageInput = /** @type {HTMLTextAreaElement} */ (element('message-input'));
+const composerNotice = element('composer-notice');
+const typingLine = element('typing');
+const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
+const messageLog = element('messages');
+
+const STATUS = Object.freeze({
+  connecting: 'Connecting…',
+  connected: 'Connected through the server',
+  unreachable: 'Server unreachable — retrying…',
+  full: 'This room is full',
+  replaced: 'This room is open in another tab or window',
+  outdated: 'This page is out of date — reload it',
+  invalid: 'This is not a valid room link',
+  pair: 'This is a pair room: opening it as one…',
+});
+
+/** @typedef {import('./group-view.js').Person} Person */
+
+const view = {
+  /** @type {import('./signaling.js').SignalingState} */
+  signaling: 'connecting',
+  /** @type {string | null} */
+  final: null,
+  channelOpen: false,
+  tooLong: 0,
+  /** @type {string | null} */
+  speaker: null,
+};
+
+/** Everyone else in the room, in order of arrival. @type {Map<string, Person>} */
+const people = new Map();
+/** @type {Person} */
+const self = { peer: '', name: '', state: null };
+
+/** @type {SfuLink | null} */
+let link = null;
+
+const call = new GroupCall({
+  publish: (source, track, stream) => link?.publish(source, track, stream),
+  onChange: () => {
+    announceCallState();
+    render();
+  },
+});
+const callView = new GroupView(call);
+
+/** Tells everyone (or one newcomer) what this side's microphone, camera and screen are doing. @param {string} [to] */
+function announceCallState(to) {
+  link?.sendData(protocol.callStateMessage(call.state()), to);
+}
+
+function render() {
+  let status;
+  if (view.final) status = view.final;
+  else if (view.channelOpen) status = STATUS.connected;
+  else if (view.signaling === 'retrying') status = STATUS.unreachable;
+  else status = STATUS.connecting;
+  if (statusLine.textContent !== status) statusLine.textContent = status;
+  const count = people.size;
+  peerLine.textContent = count === 0 ? 'Nobody else is here yet' : `${count + 1} people here`;
+  sendButton.disabled = !view.channelOpen || view.tooLong > 0;
+  composerNotice.textContent = view.tooLong
+    ? `Too long: ${view.tooLong} characters over the limit of ${protocol.CHAT_TEXT_MAX_CHARS.toLocaleString('en')}. Nothing is cut; shorten it to send.`
+    : view.final || view.channelOpen
+      ? ''
+      : 'Not connected to the room, so messages cannot be sent now.';
+  callView.render({
+    self,
+    others: [...people.values()],
+    remote: link?.remoteTracks() ?? new Map(),
+    speaker: view.speaker,
+    available: view.channelOpen,
+  });
+  document.title = `Group room (${count + 1}) · Natter`;
+}
+
+/** @typedef {import('./history.js').StoredMessage} StoredMessage */
+
+/** @param {StoredMessage} message */
+function showMessage(message) {
+  const existing = /** @type {HTMLLIElement | null} */ (
+    messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
+  );
+  if (existing) {
+    renderMessage(message, undefined, existing);
+    return;
+  }
+  const previous = /** @type {HTMLLIElement | null} */ (messageLog.lastElementChild);
+  const previousMessage = previous?.dataset.id ? chat?.messages.get(previous.dataset.id) : undefined;
+  messageLog.append(renderMessage(message, previousMessage));
+  messageLog.scrollTop = messageLog.scrollHeight;
+}
+
+/** @type {Chat | null} */
+let chat = null;
+
+async function main() {
+  const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
+  if (!protocol.isRoomId(roomId)) {
+    view.final = STATUS.invalid;
+    render();
+    return;
+  }
+  const identityLoading = loadIdentity();
+  /** @type {RTCCertificate | null} */
+  let certificate = null;
+  prepareCertificate().then((ready) => (certificate = ready));
+  /** @type {RTCIceServer[]} */
+  let iceServers = [];
+
+  const url = new URL('/ws', location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typingTimer;
+  /** @param {string | null} who */
+  const showTyping = (who) => {
+    clearTimeout(typingTimer);
+    typingLine.textContent = who ? `${who} is typing…` : '';
+    if (who) typingTimer = setTimeout(() => showTyping(null), 6_000);
+  };
+
+  const openLink = () => {
+    link?.close();
+    view.channelOpen = false;
+    const created = new SfuLink(
+      { iceServers, certificate },
+      {
+        sendOffer: (sdp, tracks) => signaling.sfuOffer(sdp, tracks),
+        onChannelState: (open) => {
+          if (link !== created) return;
+          view.channelOpen = open;
+          if (open) {
+            chat?.channelOpened();
+            announceCallState();
+          }
+          render();
+        },
+        onData: (from, message) => {
+          const person = people.get(from);
+          if (!person) return;
+          if (message.type === 'call-state') {
+            const { type: _type, ...state } = message;
+            person.state = state;
+            render();
+          } else if (message.type === 'typing') {
+            showTyping(message.active ? person.name : null);
+          } else {
+            chat?.receive(message, { peerId: from, name: person.name });
+          }
+        },
+        // Files in group rooms are not relayed yet (see the changelog); the channel is opened so
+        // the connection has the same shape as the pair rooms'.
+        onFilesChannel: () => undefined,
+        onFileData: () => undefined,
+        onMedia: () => render(),
+        onConnectionState: (state) => {
+          if (link !== created) return;
+          // The SFU is ICE-lite and cannot restart: a failed connection is replaced.
+          if (state === 'failed' && view.signaling === 'joined') {
+            openLink();
+            render();
+          }
+        },
+      },
+    );
+    link = created;
+    call.republish();
+  };
+
+  const signaling = new Signaling(
+    { url: url.href, room: roomId, kind: 'group', identity: identityLoading },
+    {
+      onState: (state, detail) => {
+        view.signaling = state;
+        if (state === 'stopped') {
+          if (detail?.error === 'room-full') view.final = STATUS.full;
+          else if (detail?.error === 'invalid-room-id') view.final = STATUS.invalid;
+          else if (detail?.code === protocol.CLOSE.REPLACED) view.final = STATUS.replaced;
+          else if (detail?.code === protocol.CLOSE.UNSUPPORTED_VERSION) view.final = STATUS.outdated;
+          if (view.final) {
+            link?.close();
+            link = null;
+            view.channelOpen = false;
+          }
+        }
+        if (state === 'retrying') {
+          // The server went away (a restart ends calls): start afresh when it is back.
+          link?.close();
+          link = null;
+          view.channelOpen = false;
+          view.speaker = null;
+        }
+        render();
+      },
+      onMessage: (message) => {
+        switch (message.type) {
+          case 'welcome':
+            if (message.kind === 'pair') {
+              // The link said group, but this room is a pair room: open it as what it is.
+              view.final = STATUS.pair;
+              signaling.stop();
+              location.replace(protocol.roomPath(roomId, 'pair'));
+              break;
+            }
+            iceServers = message.iceServers;
+            self.peer = message.peer;
+            people.clear();
+            for (const peer of message.peers) people.set(peer.peer, { peer: peer.peer, name: peer.name, state: null });
+            touchRoom(roomId, { kind: 'group' });
+            openLink();
+            break;
+          case 'peer-joined':
+            people.set(message.peer, { peer: message.peer, name: message.name, state: null });
+            announceCallState(message.peer);
+            break;
+          case 'peer-renamed': {
+            const person = people.get(message.peer);
+            if (person) person.name = message.name;
+            break;
+          }
+          case 'peer-left':
+            people.delete(message.peer);
+            if (view.speaker === message.peer) view.speaker = null;
+            break;
+          case 'sfu-answer':
+            link?.handleAnswer(message.sdp);
+            break;
+          case 'sfu-tracks':
+            link?.handleTracks(message.tracks, message.need);
+            break;
+          case 'sfu-speaker':
+            view.speaker = message.peer;
+            break;
+          case 'error':
+            if (message.code === 'bad-offer') link?.handleRefusal();
+            if (message.code === 'invalid-name') nameError.textContent = 'The server refused that name.';
+            break;
+        }
+        render();
+      },
+    },
+  );
+
+  shareButton.addEventListener('click', async () => {
+    const address = new URL(protocol.roomPath(roomId, 'group'), location.origin).href;
+    try {
+      await navigator.clipboard.writeText(address);
+      shareFeedback.textContent = 'Link copied. Send it to the people you want to talk to.';
+    } catch {
+      shareFeedback.textContent = `Copy this link: ${address}`;
+    }
+  });
+
+  messageForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const result = chat?.send(messageInput.value);
+    if (!result) return;
+    if (result.ok) {
+      messageInput.value = '';
+      view.tooLong = 0;
+    } else if (result.reason === 'offline') {
+      composerNotice.textContent = 'Not sent: not connected to the room.';
+      return;
+    }
+    render();
+  });
+  messageInput.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      messageForm.requestSubmit();
+    }
+  });
+  messageInput.addEventListener('input', () => {
+    const over = protocol.textLength(messageInput.value) - protocol.CHAT_TEXT_MAX_CHARS;
+    view.tooLong = Math.max(0, over);
+    if (messageInput.value.trim()) chat?.typing();
+    else chat?.stopTyping();
+    render();
+  });
+
+  new EmojiPicker({
+    button: /** @type {HTMLButtonElement} */ (element('emoji-button')),
+    panel: element('emoji-panel'),
+    onPick: (emoji) => {
+      const { selectionStart, selectionEnd } = messageInput;
+      messageInput.setRangeText(emoji, selectionStart, selectionEnd, 'end');
+      messageInput.focus();
+      messageInput.dispatchEvent(new Event('input'));
+    },
+  });
+
+  // Closing the page is leaving: the others see it at once, not after a timeout.
+  window.addEventListener('pagehide', () => {
+    signaling.leave();
+    call.leave();
+    link?.close();
+  });
+
+  render();
+  signaling.start();
+  const identity = await identityLoading;
+  self.name = identity.name;
+  nameInput.value = identity.name;
+  const roomChat = new Chat(
+    { room: roomId, self: identity },
+    {
+      send: (wire, to) => link?.sendData(wire, to) ?? false,
+      onChange: showMessage,
+      onReset: () => messageLog.replaceChildren(),
+      onTyping: (active) => !active && showTyping(null),
+    },
+  );
+  chat = roomChat;
+  await roomChat.load();
+  for (const message of [...roomChat.messages.values()].sort((a, b) => a.seq - b.seq)) showMessage(message);
+  render();
+
+  nameForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = protocol.normalizeName(nameInput.value);
+    if (!name) {
+      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
+      nameInput.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    nameError.textContent = '';
+    nameInput.removeAttribute('aria-invalid');
+    nameInput.value = name;
+    identity.name = name;
+    self.name = name;
+    chat?.rename(name);
+    await saveIdentity(identity);
+    signaling.rename(name);
+    render();
+  });
+}
+
+main();

@@ -930,3 +930,118 @@ fn the_binary_help_names_every_option_and_its_environment_variable() {
         assert!(help.contains(expected), "--help lacks {expected}:\n{help}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Group rooms
+
+/// `hello`, then a `join` asking for a group room; returns the next message.
+async fn join_group(client: &mut Client, peer: &str, name: &str) -> serde_json::Value {
+    client.hello().await;
+    client
+        .send(json!({"type": "join", "room": ROOM, "peer": peer, "name": name, "kind": "group"}))
+        .await;
+    client.recv().await
+}
+
+#[tokio::test]
+async fn the_first_join_decides_the_kind_and_group_rooms_hold_32() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    let welcome = join_group(&mut ann, ANN, "Ann").await;
+    assert_eq!(welcome["kind"], "group", "{welcome}");
+    assert_eq!(welcome["capacity"], 32, "{welcome}");
+    // A join that asks for a pair room gets the room as it is.
+    let mut bob = server.client().await;
+    let welcome = bob.enter(ROOM, BOB, "Bob").await;
+    assert_eq!(welcome["kind"], "group", "{welcome}");
+}
+
+#[tokio::test]
+async fn a_group_room_is_full_at_its_configured_capacity() {
+    let mut config = Config::for_tests();
+    config.group_capacity = 3;
+    let server = Server::start_with(config).await;
+    let mut clients = Vec::new();
+    for (peer, name) in [(ANN, "Ann"), (BOB, "Bob"), (CAT, "Cat")] {
+        let mut client = server.client().await;
+        assert_eq!(join_group(&mut client, peer, name).await["type"], "welcome");
+        clients.push(client);
+    }
+    let mut dan = server.client().await;
+    let refused = join_group(&mut dan, DAN, "Dan").await;
+    assert_error(&refused, "room-full");
+}
+
+#[tokio::test]
+async fn sfu_offer_in_a_pair_room_gets_not_group_room() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.enter(ROOM, ANN, "Ann").await;
+    ann.send(json!({"type": "sfu-offer", "sdp": "v=0", "tracks": []}))
+        .await;
+    ann.expect_error("not-group-room").await;
+    ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn sfu_offer_before_joining_gets_not_joined() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.hello().await;
+    ann.send(json!({"type": "sfu-offer", "sdp": "v=0", "tracks": []}))
+        .await;
+    ann.expect_error("not-joined").await;
+}
+
+#[tokio::test]
+async fn a_malformed_offer_gets_bad_offer_and_the_socket_stays() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    join_group(&mut ann, ANN, "Ann").await;
+    ann.send(json!({"type": "sfu-offer", "sdp": "certainly not SDP", "tracks": []}))
+        .await;
+    ann.expect_error("bad-offer").await;
+    ann.send(json!({"type": "sfu-offer", "sdp": "v=0", "tracks": [
+        {"mid": "0", "source": "camera"}, {"mid": "1", "source": "camera"}
+    ]}))
+    .await;
+    ann.expect_error("bad-offer").await;
+    // Unknown sources are a malformed message, caught before the SFU.
+    ann.send(json!({"type": "sfu-offer", "sdp": "v=0", "tracks": [{"mid": "0", "source": "tv"}]}))
+        .await;
+    ann.expect_error("bad-message").await;
+    ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn a_real_offer_is_answered_with_the_sfus_candidates_and_its_tracks() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    join_group(&mut ann, ANN, "Ann").await;
+    let now = Instant::now();
+    let mut participant = natter_loadgen::Participant::new(
+        now,
+        now,
+        "127.0.0.1:40000".parse().unwrap(),
+        natter_loadgen::Publish {
+            audio: true,
+            video: true,
+        },
+    );
+    let (sdp, tracks) = participant.take_offer().unwrap();
+    ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
+        .await;
+    let answer = ann.recv().await;
+    assert_eq!(answer["type"], "sfu-answer", "{answer}");
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(sdp.contains("a=ice-lite"), "{sdp}");
+    assert!(
+        sdp.contains(" udp ") && sdp.contains(" tcp "),
+        "UDP and ICE-TCP: {sdp}"
+    );
+    assert!(sdp.contains("tcptype passive"), "{sdp}");
+    participant.handle_answer(sdp).unwrap();
+    let tracks = ann.recv().await;
+    assert_eq!(tracks["type"], "sfu-tracks", "{tracks}");
+    assert_eq!(tracks["tracks"], json!([]), "nobody else publishes");
+}

@@ -530,6 +530,27 @@ impl Sfu {
                     client.estimate = Some(bps);
                 }
             }
+            Event::Connected => {
+                // Keyframes asked for at negotiation went out before this connection could
+                // carry them: ask again now, so its videos start at once.
+                let sources: Vec<SourceKey> = self
+                    .clients
+                    .get(&id)
+                    .map(|client| {
+                        client
+                            .slots
+                            .iter()
+                            .filter(|slot| slot.video && !slot.paused)
+                            .filter_map(|slot| slot.source)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for key in sources {
+                    if self.keyframes.request(key, now) {
+                        self.send_keyframe_request(key, KeyframeRequestKind::Pli);
+                    }
+                }
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 // An ICE-lite server cannot restart ICE itself; the browser makes a new
                 // connection, so this one is done.

@@ -65,6 +65,38 @@ async function flowing(page, kind) {
   }).length;
 }
 
+/** Waits for the page's connection status. @param {Page} page @param {string} text */
+const connected = (page, text = 'Connected through the server') =>
+  page.getByRole('status', { name: 'Connection' }).filter({ hasText: text }).waitFor({ timeout: 20_000 });
+
+/**
+ * One person in a browser context of their own, named, in a group room: a new one made from the
+ * home page when `roomUrl` is empty.
+ * @param {import('playwright-core').Browser} browser @param {string} baseURL @param {string} name
+ * @param {string} [roomUrl]
+ */
+async function enterGroup(browser, baseURL, name, roomUrl) {
+  const context = await browser.newContext({ baseURL });
+  await context.addInitScript(callTestPage);
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  await page.goto('/');
+  if (!roomUrl) {
+    await page.getByRole('radio', { name: 'Group room (up to 32)' }).check();
+    await button(page, 'Create room').click();
+    await page.waitForURL(/\/g\//);
+  } else {
+    await page.goto(roomUrl);
+  }
+  await page.getByText('Change your name', { exact: true }).click();
+  await page.getByLabel('Your name', { exact: true }).fill(name);
+  await button(page, 'Save name').click();
+  await connected(page);
+  return { page, problems };
+}
+
 describe('group room', () => {
   /** @type {Awaited<ReturnType<typeof startServer>>} */
   let server;
@@ -76,27 +108,10 @@ describe('group room', () => {
 
   /** One person in a context of their own, named, in the room. @param {string} name */
   async function enter(name) {
-    const context = await browser.newContext({ baseURL: server.url });
-    await context.addInitScript(callTestPage);
-    const page = await context.newPage();
-    /** @type {string[]} */
-    const problems = [];
-    page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
-    await page.goto('/');
-    if (!roomUrl) {
-      await page.getByRole('radio', { name: 'Group room (up to 32)' }).check();
-      await button(page, 'Create room').click();
-      await page.waitForURL(/\/g\//);
-      roomUrl = page.url();
-    } else {
-      await page.goto(roomUrl);
-    }
-    await page.getByText('Change your name', { exact: true }).click();
-    await page.getByLabel('Your name', { exact: true }).fill(name);
-    await button(page, 'Save name').click();
-    await page.getByRole('status', { name: 'Connection' }).filter({ hasText: 'Connected through the server' }).waitFor();
-    people[name] = { page, problems };
-    return page;
+    const person = await enterGroup(browser, server.url, name, roomUrl);
+    roomUrl = person.page.url();
+    people[name] = person;
+    return person.page;
   }
 
   before(async () => {
@@ -180,5 +195,37 @@ describe('group room', () => {
     // Ann still hears Bob and Cara (Eve never turned her microphone on); Dan's slot is idle.
     await eventually(async () => assert.equal(await flowing(Ann.page, 'audio'), 2), 10_000);
     await eventually(async () => assert.equal(await grid(Ann.page).getByRole('listitem').count(), 4));
+  });
+});
+
+describe('group room across a server restart', () => {
+  test('a restarted server ends the call cleanly and everyone rejoins on their own', async () => {
+    const own = await startServer();
+    const browser = await launchBrowser(FAKE_MEDIA);
+    /** @type {Awaited<ReturnType<typeof startServer>> | null} */
+    let restarted = null;
+    try {
+      const ann = await enterGroup(browser, own.url, 'Ann');
+      const bob = await enterGroup(browser, own.url, 'Bob', ann.page.url());
+      await button(ann.page, 'Microphone').click();
+      await eventually(async () => assert.equal(await flowing(bob.page, 'audio'), 1));
+      const address = new URL(own.url).host;
+      await own.stop();
+      await connected(bob.page, 'Server unreachable — retrying…');
+      restarted = await startServer({ listen: address });
+      // Nobody reloads: both rejoin, Ann's microphone is published again, Bob hears her.
+      await connected(ann.page);
+      await connected(bob.page);
+      await eventually(async () => assert.equal(await flowing(bob.page, 'audio'), 1));
+      await grid(bob.page).getByRole('listitem', { name: /^Ann/ }).waitFor();
+      await bob.page.getByLabel('Message', { exact: true }).fill('we are back');
+      await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+      await ann.page.getByRole('log', { name: 'Messages' }).getByText('we are back').waitFor();
+      assert.deepEqual([...ann.problems, ...bob.problems], []);
+    } finally {
+      await browser.close();
+      await restarted?.stop();
+      await own.stop();
+    }
   });
 });

@@ -338,7 +338,13 @@ impl Participant {
     }
 }
 
-/// True for an RTP packet (not RTCP, STUN or DTLS), judged from its first two bytes.
+/// str0m's default payload types for Opus and VP8, which every participant offers and the SFU
+/// therefore sends with.
+const MEDIA_PAYLOAD_TYPES: [u8; 2] = [111, 96];
+
+/// True for an RTP packet of original media: not RTCP, STUN or DTLS, not a retransmission (RTX
+/// has its own payload type) and not a padding-only bandwidth probe, judged from its header.
 pub fn is_rtp(datagram: &[u8]) -> bool {
-    matches!(datagram, [first, second, ..] if first >> 6 == 2 && !(192..=223).contains(second))
+    matches!(datagram, [first, second, ..]
+        if first >> 6 == 2 && first & 0x20 == 0 && MEDIA_PAYLOAD_TYPES.contains(&(second & 0x7f)))
 }

@@ -16,6 +16,9 @@ pub const NAME_MAX_CHARS: usize = 48;
 
 /// Largest signaling message, in bytes, in either direction. Larger frames close the socket (1009).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest `sfu-offer` (and `sfu-answer`): a group room's SDP has a media section per track, a few
+/// KiB each, so 32 people's need far more than other messages.
+pub const MAX_SDP_MESSAGE_BYTES: usize = 512 * 1024;
 /// Sustained number of messages a socket may send per second.
 pub const MESSAGES_PER_SECOND: u32 = 20;
 /// Messages a socket may send in a burst above the sustained rate (ICE candidates come in bursts).

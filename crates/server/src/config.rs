@@ -68,6 +68,13 @@ pub struct Config {
     /// address, or 127.0.0.1 when listening on all interfaces.
     #[arg(long, env = "NATTER_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
+
+    /// Estimate each group-room participant's bandwidth, pace what the media relay sends them
+    /// and pause the videos their connection cannot carry. Turn off only to measure raw
+    /// forwarding on one machine (scripts/bench-sfu does).
+    #[arg(long, env = "NATTER_BANDWIDTH_ESTIMATION", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "true|false")]
+    pub bandwidth_estimation: bool,
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.

@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use natter_proto::RoomId;
 use natter_proto::limits::GROUP_RECONNECT_GRACE;
-use natter_proto::limits::MAX_MESSAGE_BYTES;
+use natter_proto::limits::MAX_SDP_MESSAGE_BYTES;
 use natter_room::{RoomPolicy, SessionId};
 use natter_sfu::{DriverConfig, SfuHandle};
 use tokio::net::TcpListener;
@@ -69,6 +69,7 @@ pub async fn serve(
         udp: rtc_udp,
         tcp: Some(rtc_tcp),
         public_ip: config.public_ip,
+        bandwidth_estimation: config.bandwidth_estimation,
     })?;
     tracing::info!(
         udp = %sfu.advertised.udp.port(),
@@ -175,9 +176,12 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
         .read_buffer_size(WS_READ_BUFFER)
         // Write each message straight through; signaling gains nothing from batching.
         .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+        // Room for the largest message (an SFU answer) on top of what is already queued.
+        .max_write_buffer_size(MAX_SDP_MESSAGE_BYTES + 256 * 1024)
+        // The socket takes the largest message there is (an SFU offer); the session closes it
+        // with 1009 for any other message over MAX_MESSAGE_BYTES.
+        .max_message_size(MAX_SDP_MESSAGE_BYTES)
+        .max_frame_size(MAX_SDP_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             session::run(socket, id, registry, sfu, stopping).await;
             drop(permit);

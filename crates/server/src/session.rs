@@ -244,7 +244,15 @@ impl Session {
             return self.reply_error(socket, ErrorCode::RateLimited).await;
         }
         let message = match ClientMessage::decode(frame) {
+            Ok(message) if frame.len() > MAX_MESSAGE_BYTES
+                && !matches!(message, ClientMessage::SfuOffer { .. }) =>
+            {
+                return Some(End::Close(close::MESSAGE_TOO_BIG, None));
+            }
             Ok(message) => message,
+            Err(_) if frame.len() > MAX_MESSAGE_BYTES => {
+                return Some(End::Close(close::MESSAGE_TOO_BIG, None));
+            }
             Err(error) => {
                 let reply = ServerMessage::Error {
                     code: error.code,

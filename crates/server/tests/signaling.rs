@@ -1045,3 +1045,28 @@ async fn a_real_offer_is_answered_with_the_sfus_candidates_and_its_tracks() {
     assert_eq!(tracks["type"], "sfu-tracks", "{tracks}");
     assert_eq!(tracks["tracks"], json!([]), "nobody else publishes");
 }
+
+#[tokio::test]
+async fn sfu_offers_may_be_larger_than_other_messages_but_not_unbounded() {
+    use natter_proto::limits::MAX_SDP_MESSAGE_BYTES;
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    join_group(&mut ann, ANN, "Ann").await;
+    // A 200 KiB offer (32 people's media sections) is read; this one is not SDP, so it is refused.
+    let big = format!("v=0\r\n{}", "a=x\r\n".repeat(40_000));
+    ann.send(json!({"type": "sfu-offer", "sdp": big, "tracks": []}))
+        .await;
+    ann.expect_error("bad-offer").await;
+    // Anything else over 64 KiB still closes the socket.
+    let mut bob = server.client().await;
+    join_group(&mut bob, BOB, "Bob").await;
+    bob.send(json!({"type": "rename", "name": "x".repeat(MAX_MESSAGE_BYTES)}))
+        .await;
+    bob.expect_close(1009).await;
+    assert_eq!(ann.recv().await["type"], "peer-joined");
+    // And so does an offer over its own limit.
+    let huge = "a=x\r\n".repeat(MAX_SDP_MESSAGE_BYTES / 5 + 1);
+    ann.send(json!({"type": "sfu-offer", "sdp": huge, "tracks": []}))
+        .await;
+    ann.expect_close(1009).await;
+}

@@ -27,6 +27,12 @@ const COMMAND_QUEUE: usize = 1024;
 const MAX_TCP_CONNECTIONS: usize = 1024;
 /// Frames queued for one ICE-TCP connection before further ones are dropped (like UDP would).
 const TCP_QUEUE: usize = 256;
+/// How often the driver logs its counters (at debug level).
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Kernel buffer asked for on the UDP socket, each way. A video frame fans out as a burst of
+/// packets (ten packets to each of 31 receivers); the default buffer (about 200 KiB) overflows
+/// while the SFU works through such bursts. The kernel caps it at `net.core.rmem_max`/`wmem_max`.
+pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// UDP datagrams read in one go before the SFU's output is sent.
 const RECEIVE_BATCH: usize = 32;
 
@@ -69,6 +75,8 @@ pub struct DriverConfig {
     /// The address browsers reach this host at; by default the bound address, or loopback when
     /// bound to all interfaces.
     pub public_ip: Option<IpAddr>,
+    /// See [`SfuConfig::bandwidth_estimation`].
+    pub bandwidth_estimation: bool,
 }
 
 /// A handle to the running SFU thread.
@@ -111,6 +119,7 @@ fn advertised(bound: SocketAddr, public_ip: Option<IpAddr>) -> SocketAddr {
 pub fn start(config: &DriverConfig) -> io::Result<SfuHandle> {
     let udp = std::net::UdpSocket::bind(config.udp)?;
     udp.set_nonblocking(true)?;
+    enlarge_buffers(&udp, UDP_BUFFER_BYTES);
     let tcp = match config.tcp {
         Some(address) => {
             let listener = std::net::TcpListener::bind(address)?;
@@ -124,6 +133,7 @@ pub fn start(config: &DriverConfig) -> io::Result<SfuHandle> {
     let advertised = SfuConfig {
         udp: advertised(udp_local, config.public_ip),
         tcp: tcp_local.map(|local| advertised(local, config.public_ip)),
+        bandwidth_estimation: config.bandwidth_estimation,
     };
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
     let sfu_config = advertised.clone();
@@ -161,11 +171,20 @@ pub fn start(config: &DriverConfig) -> io::Result<SfuHandle> {
     })
 }
 
+/// Asks for larger socket buffers; the kernel may grant less, which only means more drops under
+/// load, so failure is not an error.
+pub fn enlarge_buffers(udp: &std::net::UdpSocket, bytes: usize) {
+    let socket = socket2::SockRef::from(udp);
+    let _ = socket.set_recv_buffer_size(bytes);
+    let _ = socket.set_send_buffer_size(bytes);
+}
+
 struct Driver {
     sfu: Sfu,
     udp: UdpSocket,
     delivers: HashMap<ClientId, Deliver>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    send_failures: u64,
 }
 
 impl Driver {
@@ -175,9 +194,13 @@ impl Driver {
                 Output::Transmit(transmit) => match transmit.proto {
                     Protocol::Udp => {
                         // Like any UDP sender, drop the datagram when the kernel buffer is full.
-                        let _ = self
+                        if self
                             .udp
-                            .try_send_to(&transmit.contents, transmit.destination);
+                            .try_send_to(&transmit.contents, transmit.destination)
+                            .is_err()
+                        {
+                            self.send_failures += 1;
+                        }
                     }
                     _ => {
                         if let Some(writer) = self.tcp_writers.get(&transmit.destination) {
@@ -244,9 +267,11 @@ async fn run(
         udp,
         delivers: HashMap::new(),
         tcp_writers: HashMap::new(),
+        send_failures: 0,
     };
     let (tcp_in, mut tcp_packets) = mpsc::channel::<(SocketAddr, Option<Vec<u8>>)>(1024);
     let mut buffer = vec![0u8; 2048];
+    let mut report = tokio::time::interval(REPORT_INTERVAL);
     loop {
         let deadline = tokio::time::Instant::from_std(driver.sfu.poll_timeout());
         tokio::select! {
@@ -286,6 +311,18 @@ async fn run(
                 }
             },
             () = tokio::time::sleep_until(deadline) => driver.sfu.handle_timeout(Instant::now()),
+            _ = report.tick() => {
+                let stats = driver.sfu.stats();
+                tracing::debug!(
+                    clients = driver.sfu.client_count(),
+                    forwarded = stats.forwarded,
+                    relayed = stats.relayed,
+                    relay_dropped = stats.relay_dropped,
+                    failed = stats.failed,
+                    send_failures = driver.send_failures,
+                    "media relay"
+                );
+            }
         }
         driver.flush();
     }

@@ -45,6 +45,9 @@ pub struct SfuConfig {
     pub udp: SocketAddr,
     /// The ICE-TCP address (passive), for networks that block UDP.
     pub tcp: Option<SocketAddr>,
+    /// Estimate each receiver's bandwidth, pace what is sent to it and pause the videos it cannot
+    /// carry. Only load tests on one machine turn it off, to measure forwarding alone.
+    pub bandwidth_estimation: bool,
 }
 
 /// Why [`Sfu::offer`] refused an offer.
@@ -179,10 +182,11 @@ impl Sfu {
     }
 
     fn new_rtc(&self, now: Instant) -> Rtc {
+        let estimate = self.config.bandwidth_estimation.then_some(INITIAL_ESTIMATE);
         let mut rtc = Rtc::builder()
             // The server has a known address: browsers check it, it never checks them.
             .set_ice_lite(true)
-            .enable_bwe(Some(INITIAL_ESTIMATE))
+            .enable_bwe(estimate)
             .build(now);
         if let Ok(candidate) = Candidate::host(self.config.udp, "udp") {
             rtc.add_local_candidate(candidate);
@@ -663,7 +667,8 @@ impl Sfu {
             }
         }
         // Tell each connection's estimator what is worth probing for.
-        for id in &members {
+        let estimating = self.config.bandwidth_estimation;
+        for id in members.iter().filter(|_| estimating) {
             if let Some(client) = self.clients.get_mut(id) {
                 let videos = client
                     .slots

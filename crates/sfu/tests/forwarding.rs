@@ -43,6 +43,7 @@ impl Net {
                 SfuConfig {
                     udp: SFU.parse().unwrap(),
                     tcp: None,
+                    bandwidth_estimation: true,
                 },
                 now,
             ),

@@ -2,13 +2,21 @@
 // either side; a dropped connection and a reload in the middle; images inline; hostile files.
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CONNECTED, connectedPair, expectMessage, expectStatus, send, serverAndBrowser, startServer } from './harness.mjs';
+import {
+  CONNECTED,
+  connectedPair,
+  expectMessage,
+  expectStatus,
+  randomFileIn,
+  send,
+  serverAndBrowser,
+  sha256Of,
+  startServer,
+} from './harness.mjs';
 
 const shared = serverAndBrowser();
 /** @type {string} */
@@ -20,30 +28,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/**
- * Writes `megabytes` MiB of random bytes to `name` in the test directory.
- * @param {string} name @param {number} megabytes
- * @returns {Promise<{ path: string, sha256: string, size: number }>}
- */
-async function randomFile(name, megabytes) {
-  const path = join(dir, name);
-  const file = await open(path, 'w');
-  const hash = createHash('sha256');
-  for (let i = 0; i < megabytes; i += 1) {
-    const block = randomBytes(1024 * 1024);
-    hash.update(block);
-    await file.write(block);
-  }
-  await file.close();
-  return { path, sha256: hash.digest('hex'), size: megabytes * 1024 * 1024 };
-}
-
-/** @param {string} path */
-async function sha256Of(path) {
-  const hash = createHash('sha256');
-  for await (const block of createReadStream(path)) hash.update(block);
-  return hash.digest('hex');
-}
+/** @param {string} name @param {number} megabytes */
+const randomFile = (name, megabytes) => randomFileIn(dir, name, megabytes);
 
 /** @param {import('playwright-core').Page} page @param {string | string[]} paths */
 async function attach(page, paths) {

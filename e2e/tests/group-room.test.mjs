@@ -3,8 +3,11 @@
 // own counters (getStats) and through the page: the grid, the shared screen, the chat.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FAKE_MEDIA, callTestPage, launchBrowser, startServer } from './harness.mjs';
+import { FAKE_MEDIA, callTestPage, launchBrowser, randomFileIn, sha256Of, startServer } from './harness.mjs';
 
 /** @typedef {import('playwright-core').Page} Page */
 
@@ -140,7 +143,11 @@ describe('group room', () => {
     // Ann and Bob see the other camera and the screen; Cara and Dan see both cameras.
     for (const [name, { page }] of Object.entries(people)) {
       const expected = name === 'Cara' ? 2 : name === 'Dan' ? 3 : 2;
-      await eventually(async () => assert.ok((await flowing(page, 'video')) >= expected, `${name} sees ${expected} videos`));
+      await eventually(async () => {
+        const count = await flowing(page, 'video');
+        const captions = await grid(page).getByRole('listitem').allTextContents();
+        assert.ok(count >= expected, `${name} sees ${count} of ${expected} videos; the grid: ${captions.join(' | ')}`);
+      });
     }
     for (const page of [Ann.page, Bob.page, Dan.page]) {
       const screen = page.getByLabel("Cara's screen");
@@ -195,6 +202,51 @@ describe('group room', () => {
     // Ann still hears Bob and Cara (Eve never turned her microphone on); Dan's slot is idle.
     await eventually(async () => assert.equal(await flowing(Ann.page, 'audio'), 2), 10_000);
     await eventually(async () => assert.equal(await grid(Ann.page).getByRole('listitem').count(), 4));
+  });
+
+  test('a 50 MB file goes through the server to each person who accepts it, intact', async (t) => {
+    const { Ann, Bob, Cara, Eve } = people;
+    // The call is over: the file has the connection (and this machine's two cores) to itself.
+    for (const { page } of [Ann, Bob, Cara, Eve]) {
+      if (await button(page, 'Leave call').isEnabled()) await button(page, 'Leave call').click();
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'natter-group-files-'));
+    try {
+      const name = 'group-50MB.bin';
+      const file = await randomFileIn(dir, name, 50);
+      const chooser = Ann.page.waitForEvent('filechooser');
+      await button(Ann.page, 'Attach file').click();
+      await (await chooser).setFiles(file.path);
+      /** @param {Page} page */
+      const card = (page) => page.getByRole('group', { name: `File ${name}` });
+      for (const { page } of [Bob, Cara, Eve]) {
+        await card(page).locator('.file-status').filter({ hasText: 'Wants to send you this file' }).waitFor({ timeout: 30_000 });
+      }
+      const started = Date.now();
+      await card(Bob.page).getByRole('button', { name: 'Accept' }).click();
+      await card(Cara.page).getByRole('button', { name: 'Accept' }).click();
+      await card(Eve.page).getByRole('button', { name: 'Decline' }).click();
+      for (const { page } of [Bob, Cara]) {
+        await eventually(async () => {
+          const status = await card(page).locator('.file-status').textContent();
+          assert.match(String(status), /Received|received/, `the card says: ${status}`);
+        }, 120_000);
+      }
+      const seconds = (Date.now() - started) / 1000;
+      t.diagnostic(`50 MiB to two people through the relay: ${seconds.toFixed(1)} s (${((2 * 50) / seconds).toFixed(1)} MiB/s in all)`);
+      for (const { page } of [Bob, Cara]) {
+        const download = page.waitForEvent('download');
+        await card(page).getByRole('button', { name: 'Download' }).click();
+        const saved = await download;
+        assert.equal(saved.suggestedFilename(), name);
+        assert.equal(await sha256Of(await saved.path()), file.sha256, 'the downloaded file is the sent file');
+      }
+      // Ann's cards say who took it and who did not.
+      await Ann.page.getByRole('status', { name: 'Files' }).filter({ hasText: /received|did not take/ }).waitFor();
+      assert.equal(await card(Ann.page).count(), 3, 'one card per recipient');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -2,8 +2,11 @@
 // Run inside ../shared/netns-run (see scripts/test): Chromium then has a private network.
 
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
-import { readFile, readdir } from 'node:fs/promises';
+import { open, readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
@@ -347,4 +350,31 @@ export async function meetInNewRoom(ann, bob) {
   await bob.goto(ann.url());
   await expectStatus(bob, CONNECTED);
   await expectStatus(ann, CONNECTED);
+}
+
+// --- files ----------------------------------------------------------------------------------
+
+/**
+ * Writes `megabytes` MiB of random bytes to `name` in `dir`.
+ * @param {string} dir @param {string} name @param {number} megabytes
+ * @returns {Promise<{ path: string, sha256: string, size: number }>}
+ */
+export async function randomFileIn(dir, name, megabytes) {
+  const path = join(dir, name);
+  const file = await open(path, 'w');
+  const hash = createHash('sha256');
+  for (let i = 0; i < megabytes; i += 1) {
+    const block = randomBytes(1024 * 1024);
+    hash.update(block);
+    await file.write(block);
+  }
+  await file.close();
+  return { path, sha256: hash.digest('hex'), size: megabytes * 1024 * 1024 };
+}
+
+/** @param {string} path */
+export async function sha256Of(path) {
+  const hash = createHash('sha256');
+  for await (const block of createReadStream(path)) hash.update(block);
+  return hash.digest('hex');
 }

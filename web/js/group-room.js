@@ -8,11 +8,14 @@ import { SfuLink } from './sfu-link.js';
 import { prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
-import { renderMessage } from './messages-view.js';
 import { touchRoom } from './recent.js';
 import { EmojiPicker } from './emoji-picker.js';
 import { GroupCall } from './group-call.js';
 import { GroupView } from './group-view.js';
+import { FileTransfers } from './files.js';
+import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
+import { showProgress } from './file-view.js';
+import { FileCards, acceptFiles, offerRefusal } from './file-cards.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -30,6 +33,9 @@ const composerNotice = element('composer-notice');
 const typingLine = element('typing');
 const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
+const attachButton = /** @type {HTMLButtonElement} */ (element('attach'));
+const fileInput = /** @type {HTMLInputElement} */ (element('file-input'));
+const fileStatus = element('file-status');
 
 const STATUS = Object.freeze({
   connecting: 'Connecting…',
@@ -63,6 +69,31 @@ const self = { peer: '', name: '', state: null };
 /** @type {SfuLink | null} */
 let link = null;
 
+// Files: in a group room a file goes to each person as a transfer of its own (the same protocol
+// as pair rooms, relayed to one recipient), so each person has their own transfers object.
+/** @type {Map<string, FileTransfers>} */
+const filesByPeer = new Map();
+/** Transfers found in stored history (finished ones, for showing and downloading). @type {FileTransfers | null} */
+let archive = null;
+/** @type {FileStore | null} */
+let fileStore = null;
+/** @type {((person: Person) => FileTransfers) | null} */
+let filesFor = null;
+
+/** The transfers object a file message belongs to. @param {string} id */
+function fileOwner(id) {
+  for (const files of filesByPeer.values()) if (files.transfers.has(id)) return files;
+  return archive?.transfers.has(id) ? archive : null;
+}
+
+const fileCards = new FileCards({
+  messageLog,
+  owner: fileOwner,
+  store: () => fileStore,
+  // A reloaded sender's unfinished group transfers are not resumed: the person sends again.
+  reselect: () => undefined,
+});
+
 const call = new GroupCall({
   publish: (source, track, stream) => link?.publish(source, track, stream),
   onChange: () => {
@@ -87,6 +118,7 @@ function render() {
   const count = people.size;
   peerLine.textContent = count === 0 ? 'Nobody else is here yet' : `${count + 1} people here`;
   sendButton.disabled = !view.channelOpen || view.tooLong > 0;
+  attachButton.disabled = !view.channelOpen || people.size === 0;
   composerNotice.textContent = view.tooLong
     ? `Too long: ${view.tooLong} characters over the limit of ${protocol.CHAT_TEXT_MAX_CHARS.toLocaleString('en')}. Nothing is cut; shorten it to send.`
     : view.final || view.channelOpen
@@ -110,12 +142,12 @@ function showMessage(message) {
     messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
   );
   if (existing) {
-    renderMessage(message, undefined, existing);
+    fileCards.render(message, undefined, existing);
     return;
   }
   const previous = /** @type {HTMLLIElement | null} */ (messageLog.lastElementChild);
   const previousMessage = previous?.dataset.id ? chat?.messages.get(previous.dataset.id) : undefined;
-  messageLog.append(renderMessage(message, previousMessage));
+  messageLog.append(fileCards.render(message, previousMessage));
   messageLog.scrollTop = messageLog.scrollHeight;
 }
 
@@ -130,6 +162,7 @@ async function main() {
     return;
   }
   const identityLoading = loadIdentity();
+  let maxFileBytes = protocol.DEFAULT_MAX_FILE_BYTES;
   /** @type {RTCCertificate | null} */
   let certificate = null;
   prepareCertificate().then((ready) => (certificate = ready));
@@ -177,10 +210,14 @@ async function main() {
             chat?.receive(message, { peerId: from, name: person.name });
           }
         },
-        // Files in group rooms are not relayed yet (see the changelog); the channel is opened so
-        // the connection has the same shape as the pair rooms'.
-        onFilesChannel: () => undefined,
-        onFileData: () => undefined,
+        onFilesChannel: (channel) => {
+          if (link !== created) return;
+          for (const [peer, files] of filesByPeer) {
+            if (channel) files.channelOpened(created.filesChannelFor(peer));
+            else files.channelClosed('connection');
+          }
+        },
+        onFileData: (from, data) => filesByPeer.get(from)?.receive(data),
         onMedia: () => render(),
         onConnectionState: (state) => {
           if (link !== created) return;
@@ -234,21 +271,32 @@ async function main() {
             iceServers = message.iceServers;
             self.peer = message.peer;
             people.clear();
-            for (const peer of message.peers) people.set(peer.peer, { peer: peer.peer, name: peer.name, state: null });
+            for (const peer of message.peers) {
+              const person = { peer: peer.peer, name: peer.name, state: null };
+              people.set(peer.peer, person);
+              filesFor?.(person);
+            }
+            maxFileBytes = message.maxFileBytes;
             touchRoom(roomId, { kind: 'group' });
             openLink();
             break;
-          case 'peer-joined':
-            people.set(message.peer, { peer: message.peer, name: message.name, state: null });
+          case 'peer-joined': {
+            const person = { peer: message.peer, name: message.name, state: null };
+            people.set(message.peer, person);
+            filesFor?.(person);
             announceCallState(message.peer);
             break;
+          }
           case 'peer-renamed': {
             const person = people.get(message.peer);
             if (person) person.name = message.name;
+            const files = filesByPeer.get(message.peer);
+            if (files) files.peer = { peerId: message.peer, name: message.name };
             break;
           }
           case 'peer-left':
             people.delete(message.peer);
+            filesByPeer.get(message.peer)?.channelClosed('left');
             if (view.speaker === message.peer) view.speaker = null;
             break;
           case 'sfu-answer':
@@ -340,7 +388,51 @@ async function main() {
     },
   );
   chat = roomChat;
+  const store = new FileStore(roomId, (event) => {
+    for (const files of filesByPeer.values()) files.storageEvent(event);
+  });
+  fileStore = store;
+  const hasher = new FileHasher();
+  /** @type {import('./files.js').FileHandlers} */
+  const fileHandlers = {
+    put: (message) => roomChat.put(message),
+    onProgress: (transfer) => {
+      const item = messageLog.querySelector(`li[data-id="${CSS.escape(transfer.id)}"]`);
+      if (item instanceof HTMLElement) showProgress(item, transfer);
+    },
+    notify: (text) => (fileStatus.textContent = text),
+    hash: (file, progress, signal) => hasher.hash(file, progress, signal),
+    hasSpaceFor,
+    idInUse: (id) => roomChat.messages.has(id),
+    storage: store,
+  };
   await roomChat.load();
+  // Before any transfer starts: loading prunes stored files that history no longer mentions.
+  archive = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, fileHandlers);
+  archive.load(roomChat.messages.values());
+  filesFor = (person) => {
+    let files = filesByPeer.get(person.peer);
+    if (!files) {
+      files = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, fileHandlers);
+      filesByPeer.set(person.peer, files);
+      if (link?.files.readyState === 'open') files.channelOpened(link.filesChannelFor(person.peer));
+    }
+    files.peer = { peerId: person.peer, name: person.name };
+    files.maxFileBytes = maxFileBytes;
+    return files;
+  };
+  for (const person of people.values()) filesFor(person);
+  acceptFiles(attachButton, fileInput, (chosen) => {
+    for (const file of chosen) {
+      if (people.size === 0) composerNotice.textContent = 'Nobody else is here to send it to.';
+      for (const person of people.values()) {
+        const files = filesFor?.(person);
+        const result = files?.offer(file);
+        if (result && !result.ok) composerNotice.textContent = offerRefusal(file, result.reason, maxFileBytes);
+      }
+    }
+  });
+
   for (const message of [...roomChat.messages.values()].sort((a, b) => a.seq - b.seq)) showMessage(message);
   render();
 

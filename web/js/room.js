@@ -6,13 +6,13 @@ import { Signaling } from './signaling.js';
 import { PeerLink, prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
-import { renderMessage } from './messages-view.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
 import { EmojiPicker } from './emoji-picker.js';
 import { FileTransfers } from './files.js';
 import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
-import { fillPreview, formatBytes, revokePreviews, showProgress } from './file-view.js';
+import { formatBytes, revokePreviews, showProgress } from './file-view.js';
+import { FileCards, acceptFiles, offerRefusal } from './file-cards.js';
 import { Call } from './call.js';
 import { CallView } from './call-view.js';
 
@@ -45,8 +45,6 @@ const attachButton = /** @type {HTMLButtonElement} */ (element('attach'));
 const fileInput = /** @type {HTMLInputElement} */ (element('file-input'));
 const reselectInput = /** @type {HTMLInputElement} */ (element('reselect-input'));
 const fileStatus = element('file-status');
-const viewer = /** @type {HTMLDialogElement} */ (element('file-viewer'));
-const viewerImage = /** @type {HTMLImageElement} */ (element('file-viewer-image'));
 
 const STATUS = Object.freeze({
   waiting: 'Waiting for the other person…',
@@ -139,34 +137,24 @@ let files = null;
 /** @type {FileStore | null} */
 let fileStore = null;
 
-/** Opens the large view of an image. @param {string} url @param {string} name */
-function enlarge(url, name) {
-  viewerImage.src = url;
-  viewerImage.alt = name;
-  viewer.setAttribute('aria-label', name);
-  viewer.showModal();
-}
+/** The cards of file messages. */
+const fileCards = new FileCards({
+  messageLog,
+  owner: () => files,
+  store: () => fileStore,
+  reselect: (id) => {
+    reselecting = id;
+    reselectInput.click();
+  },
+});
+/** The transfer a "Select file again" click is for. @type {string | null} */
+let reselecting = null;
 
 /**
- * Builds a message's list item; a file's card also gets its live progress and its preview.
- * @param {StoredMessage} message
- * @param {StoredMessage | undefined} previous
- * @param {HTMLLIElement} [item]
+ * Builds a message's list item (a file's card with its progress and preview).
+ * @param {StoredMessage} message @param {StoredMessage | undefined} previous @param {HTMLLIElement} [item]
  */
-function renderItem(message, previous, item) {
-  const rendered = renderMessage(message, previous, item);
-  const info = message.file;
-  if (!info || !files) return rendered;
-  const transfer = files.transfers.get(message.id);
-  if (transfer?.active) showProgress(rendered, transfer);
-  const file = message.own ? transfer?.file : null;
-  if (file || (!message.own && info.state === 'complete' && fileStore)) {
-    const store = fileStore;
-    const read = async () => file ?? (await store?.read(message.id)) ?? null;
-    fillPreview(rendered, /** @type {StoredMessage & { file: typeof info }} */ (message), read, enlarge);
-  }
-  return rendered;
-}
+const renderItem = (message, previous, item) => fileCards.render(message, previous, item);
 
 function updateEarlierButton() {
   earlierButton.hidden = shown.from === 0;
@@ -425,37 +413,12 @@ async function main() {
     for (const file of chosen) {
       const result = files?.offer(file);
       if (!result || result.ok) continue;
-      composerNotice.textContent =
-        result.reason === 'offline'
-          ? `Not sent: the other person is not connected.`
-          : `${file.name} is ${formatBytes(file.size)}: larger than this server's limit of ${formatBytes(files?.maxFileBytes ?? 0)}.`;
+      composerNotice.textContent = offerRefusal(file, result.reason, files?.maxFileBytes ?? 0);
     }
   };
-
-  attachButton.addEventListener('click', () => fileInput.click());
-  fileInput.addEventListener('change', () => {
-    sendFiles(fileInput.files ?? []);
-    fileInput.value = '';
-  });
   // Files dropped anywhere on the page, or pasted, are sent like attached ones.
-  document.addEventListener('dragover', (event) => {
-    if (!event.dataTransfer?.types.includes('Files')) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = 'copy';
-  });
-  document.addEventListener('drop', (event) => {
-    if (!event.dataTransfer?.files.length) return;
-    event.preventDefault();
-    sendFiles(event.dataTransfer.files);
-  });
-  document.addEventListener('paste', (event) => {
-    if (!event.clipboardData?.files.length) return;
-    event.preventDefault();
-    sendFiles(event.clipboardData.files);
-  });
+  acceptFiles(attachButton, fileInput, sendFiles);
 
-  /** The transfer a "Select file again" click is for. @type {string | null} */
-  let reselecting = null;
   reselectInput.addEventListener('change', async () => {
     const file = reselectInput.files?.[0];
     const id = reselecting;
@@ -467,53 +430,6 @@ async function main() {
       fileStatus.textContent = `That is not the same file: ${expected.name} is ${formatBytes(expected.size)} and must be identical to continue.`;
     }
   });
-
-  /** Saves a received file under its (sanitised) name. @param {string} id */
-  const download = async (id) => {
-    const info = files?.transfers.get(id)?.info;
-    const file = await fileStore?.read(id);
-    if (!info || !file) {
-      fileStatus.textContent = 'That file is no longer stored in this browser.';
-      return;
-    }
-    // Typed as plain bytes, so the browser saves it instead of opening it as a page.
-    const url = URL.createObjectURL(new Blob([file], { type: 'application/octet-stream' }));
-    const anchor = document.createElement('a');
-    anchor.href = url;
-    anchor.download = protocol.sanitizeFileName(info.name);
-    anchor.click();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  };
-
-  messageLog.addEventListener('click', (event) => {
-    const button = /** @type {HTMLElement} */ (event.target).closest('button[data-action]');
-    const id = button?.closest('li')?.dataset.id;
-    if (!(button instanceof HTMLButtonElement) || !id || !files) return;
-    switch (button.dataset.action) {
-      case 'accept':
-        files.accept(id);
-        break;
-      case 'decline':
-        files.decline(id);
-        break;
-      case 'cancel':
-        files.cancel(id);
-        break;
-      case 'download':
-        download(id);
-        break;
-      case 'reselect':
-        reselecting = id;
-        reselectInput.click();
-        break;
-    }
-  });
-
-  viewer.addEventListener('click', (event) => {
-    // A click on the backdrop (outside the image) closes the view, like Escape and "Close".
-    if (event.target === viewer) viewer.close();
-  });
-  element('file-viewer-close').addEventListener('click', () => viewer.close());
 
   shareButton.addEventListener('click', async () => {
     const link = new URL(protocol.roomPath(roomId), location.origin).href;

@@ -102,6 +102,41 @@ export class SfuLink {
   }
 
   /**
+   * The `files` channel as one person sees it: what is sent on it goes to them alone, wrapped
+   * for the relay; flow control is the shared channel's.
+   * @param {string} to
+   * @returns {import('./files.js').FileChannel}
+   */
+  filesChannelFor(to) {
+    const channel = this.files;
+    const link = this;
+    const view = {
+      /** @param {string | ArrayBuffer | Uint8Array} data */
+      send(data) {
+        link.sendFileData(data, to);
+      },
+      get bufferedAmount() {
+        return channel.bufferedAmount;
+      },
+      get bufferedAmountLowThreshold() {
+        return channel.bufferedAmountLowThreshold;
+      },
+      set bufferedAmountLowThreshold(value) {
+        channel.bufferedAmountLowThreshold = value;
+      },
+      /** @param {string} type @param {EventListener} listener */
+      addEventListener(type, listener) {
+        channel.addEventListener(type, listener);
+      },
+      /** @param {string} type @param {EventListener} listener */
+      removeEventListener(type, listener) {
+        channel.removeEventListener(type, listener);
+      },
+    };
+    return /** @type {import('./files.js').FileChannel} */ (/** @type {unknown} */ (view));
+  }
+
+  /**
    * Starts, replaces or stops (null) what this browser publishes from a source.
    * @param {Source} source
    * @param {MediaStreamTrack | null} track

@@ -50,6 +50,9 @@ pub struct Received {
     pub delays_us: Vec<u64>,
     /// Chat channel messages, as received (relay envelopes).
     pub chat: Vec<String>,
+    /// Binary chat-channel messages: the first four bytes of each payload (after the relay's
+    /// sender id), as a big-endian number.
+    pub binary: Vec<u32>,
     /// Keyframe requests the SFU sent this participant as a publisher.
     pub keyframe_requests: u64,
 }
@@ -202,6 +205,18 @@ impl Participant {
             .fold(rtc_timeout, Instant::min)
     }
 
+    /// Sends a binary relay message to everyone: `payload` behind the relay's empty recipient.
+    /// False when the channel is not open or its buffer is full (try again later).
+    pub fn send_binary(&mut self, payload: &[u8]) -> bool {
+        let Some(mut channel) = self.chat.and_then(|id| self.rtc.channel(id)) else {
+            return false;
+        };
+        let mut message = Vec::with_capacity(payload.len() + 1);
+        message.push(0);
+        message.extend_from_slice(payload);
+        channel.write(true, &message).unwrap_or(false)
+    }
+
     /// Sends a chat message to everyone, in a relay envelope. False until the channel is open.
     pub fn send_chat(&mut self, text: &str) -> bool {
         let Some(mut channel) = self.chat.and_then(|id| self.rtc.channel(id)) else {
@@ -328,6 +343,14 @@ impl Participant {
                 self.received
                     .chat
                     .push(String::from_utf8_lossy(&data.data).into_owned());
+            }
+            Event::ChannelData(data) => {
+                let start = 1 + usize::from(data.data.first().copied().unwrap_or(0));
+                if let Some(head) = data.data.get(start..start + 4) {
+                    let mut number = [0u8; 4];
+                    number.copy_from_slice(head);
+                    self.received.binary.push(u32::from_be_bytes(number));
+                }
             }
             Event::KeyframeRequest(_) => {
                 self.received.keyframe_requests += 1;

@@ -244,8 +244,9 @@ impl Session {
             return self.reply_error(socket, ErrorCode::RateLimited).await;
         }
         let message = match ClientMessage::decode(frame) {
-            Ok(message) if frame.len() > MAX_MESSAGE_BYTES
-                && !matches!(message, ClientMessage::SfuOffer { .. }) =>
+            Ok(message)
+                if frame.len() > MAX_MESSAGE_BYTES
+                    && !matches!(message, ClientMessage::SfuOffer { .. }) =>
             {
                 return Some(End::Close(close::MESSAGE_TOO_BIG, None));
             }

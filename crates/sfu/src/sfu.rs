@@ -27,10 +27,14 @@ const MAX_PUBLISHED: usize = 3;
 const MAX_MID_LEN: usize = 16;
 /// Most receive slots of one kind a browser may open: everyone else's tracks in the largest room.
 const MAX_SLOTS: usize = 256;
-/// Bytes a recipient's data channel may hold unsent before further relayed messages to it are
-/// dropped. Senders that follow the protocol's acknowledgement windows never get near it; it caps
-/// what one misbehaving sender can make the server hold for one slow receiver.
-pub const RELAY_BUFFER_LIMIT: usize = 8 * 1024 * 1024;
+/// Bytes of relayed messages the SFU queues for one recipient beyond what its SCTP association
+/// buffers. A file sender keeps at most 8 MiB unacknowledged per recipient (docs/protocol.md),
+/// so this holds two senders' full windows; beyond it, messages for that recipient are dropped
+/// and the sender is told. It caps what misbehaving senders can make the server hold.
+pub const RELAY_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
+/// What each association buffers in SCTP (sent but unacknowledged, or waiting to be sent);
+/// str0m's default of 128 KiB would throttle relayed files to 128 KiB per round trip.
+const SCTP_BUFFER: usize = 2 * 1024 * 1024;
 /// How often the active speaker is re-evaluated.
 const SPEAKER_TICK: Duration = Duration::from_millis(100);
 /// The data channels the SFU relays; any other label is ignored.
@@ -98,6 +102,8 @@ struct Client {
     room: RoomId,
     peer: PeerId,
     rtc: Rtc,
+    /// The browser's ICE user fragment: a new one means a new `RTCPeerConnection`.
+    ufrag: Option<String>,
     /// What the browser said it publishes, by the SFU's receiving `mid`.
     published: Vec<(Mid, MediaSource)>,
     /// The `mid`s the SFU receives on, from negotiation.
@@ -105,6 +111,9 @@ struct Client {
     /// The `mid`s the SFU sends on, and what they carry.
     slots: Vec<Slot>,
     channels: Vec<(ChannelId, &'static str)>,
+    /// Relayed messages waiting for room in the SCTP buffer, in order: (channel, binary, bytes).
+    outbox: VecDeque<(ChannelId, bool, Vec<u8>)>,
+    outbox_bytes: usize,
     estimate: Option<u64>,
     /// The last `sfu-tracks` sent, so unchanged ones are not repeated.
     last_tracks: Option<(Vec<ForwardedTrack>, TrackNeed)>,
@@ -186,6 +195,7 @@ impl Sfu {
         let mut rtc = Rtc::builder()
             // The server has a known address: browsers check it, it never checks them.
             .set_ice_lite(true)
+            .set_sctp_max_buffered_amount(SCTP_BUFFER)
             .enable_bwe(estimate)
             .build(now);
         if let Ok(candidate) = Candidate::host(self.config.udp, "udp") {
@@ -227,6 +237,16 @@ impl Sfu {
             return Err(OfferError::Tracks);
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Sdp(e.to_string()))?;
+        let ufrag = ice_ufrag(sdp);
+        if let Some(existing) = self.clients.get(&client)
+            && existing.ufrag != ufrag
+        {
+            // The browser replaced its connection (the old one failed): start afresh, since a
+            // new DTLS identity cannot be renegotiated into the old one.
+            let old_room = existing.room.clone();
+            self.clients.remove(&client);
+            self.forget(client, &old_room);
+        }
         if !self.clients.contains_key(&client) {
             let rtc = self.new_rtc(now);
             self.clients.insert(
@@ -235,10 +255,13 @@ impl Sfu {
                     room: room.clone(),
                     peer: peer.clone(),
                     rtc,
+                    ufrag,
                     published: Vec::new(),
                     incoming: HashSet::new(),
                     slots: Vec::new(),
                     channels: Vec::new(),
+                    outbox: VecDeque::new(),
+                    outbox_bytes: 0,
                     estimate: None,
                     last_tracks: None,
                     next_timeout: now,
@@ -463,6 +486,7 @@ impl Sfu {
     }
 
     fn poll_client(&mut self, id: ClientId, now: Instant) {
+        self.flush_outbox(id);
         loop {
             let Some(client) = self.clients.get_mut(&id) else {
                 return;
@@ -756,6 +780,28 @@ impl Sfu {
         }
     }
 
+    /// Moves queued relay messages into the recipient's SCTP buffer while it has room.
+    fn flush_outbox(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        while let Some((channel_id, binary, bytes)) = client.outbox.front() {
+            let written = match client.rtc.channel(*channel_id) {
+                Some(mut channel) => channel.write(*binary, bytes),
+                // The channel closed: what was queued for it is dropped.
+                None => Ok(true),
+            };
+            match written {
+                Ok(false) => return,
+                Ok(true) => self.stats.relayed += 1,
+                Err(_) => self.stats.relay_dropped += 1,
+            }
+            if let Some((_, _, bytes)) = client.outbox.pop_front() {
+                client.outbox_bytes -= bytes.len();
+            }
+        }
+    }
+
     fn send_keyframe_request(&mut self, key: SourceKey, kind: KeyframeRequestKind) {
         let Some(client) = self.clients.get_mut(&key.publisher) else {
             return;
@@ -827,18 +873,17 @@ impl Sfu {
             let Some(channel_id) = client.channel_id(label) else {
                 continue;
             };
-            let Some(mut channel) = client.rtc.channel(channel_id) else {
-                continue;
-            };
-            if channel.buffered_amount() + delivered.len() > RELAY_BUFFER_LIMIT {
+            if client.outbox_bytes + delivered.len() > RELAY_QUEUE_LIMIT {
                 self.stats.relay_dropped += 1;
                 dropped = true;
                 continue;
             }
-            if channel.write(data.binary, &delivered).is_ok() {
-                self.stats.relayed += 1;
-                self.touched.insert(recipient);
-            }
+            // Behind what is already queued, in order; the queue drains as SCTP frees room.
+            client.outbox_bytes += delivered.len();
+            client
+                .outbox
+                .push_back((channel_id, data.binary, delivered.clone()));
+            self.touched.insert(recipient);
         }
         if dropped {
             self.outputs.push_back(Output::Signal {
@@ -851,6 +896,13 @@ impl Sfu {
             });
         }
     }
+}
+
+/// The first `a=ice-ufrag:` of an SDP.
+fn ice_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|line| line.trim().strip_prefix("a=ice-ufrag:"))
+        .map(|ufrag| ufrag.to_owned())
 }
 
 impl std::fmt::Debug for Sfu {

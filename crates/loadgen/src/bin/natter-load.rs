@@ -149,7 +149,10 @@ const BASELINE_VIDEO_BYTES: usize = 1_150;
 const BASELINE_VIDEO_PACKETS_PER_FRAME: usize = 10;
 
 async fn baseline(args: Args, relay: SocketAddr) -> anyhow::Result<()> {
-    let video = args.video.unwrap_or(args.participants).min(args.participants);
+    let video = args
+        .video
+        .unwrap_or(args.participants)
+        .min(args.participants);
     let shared = Rc::new(RefCell::new(Shared::default()));
     let mut tasks = Vec::new();
     for index in 0..args.participants {
@@ -207,10 +210,17 @@ async fn baseline(args: Args, relay: SocketAddr) -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let video = args.video.unwrap_or(args.participants).min(args.participants);
-    let mut seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) ^ 0x9e37_79b9;
+    let video = args
+        .video
+        .unwrap_or(args.participants)
+        .min(args.participants);
+    let mut seed =
+        Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) ^ 0x9e37_79b9;
     let room = random_id(22, &mut seed);
-    let ws_url = format!("{}/ws", args.url.trim_end_matches('/').replacen("http", "ws", 1));
+    let ws_url = format!(
+        "{}/ws",
+        args.url.trim_end_matches('/').replacen("http", "ws", 1)
+    );
     let shared = Rc::new(RefCell::new(Shared::default()));
     let epoch = Instant::now();
     let mut tasks = Vec::new();
@@ -246,7 +256,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             bail!("participant {index} stopped: {failed:?}");
         }
         if Instant::now() > ready_by {
-            bail!("only {connected} of {} participants connected", args.participants);
+            bail!(
+                "only {connected} of {} participants connected",
+                args.participants
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -257,11 +270,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Measures for `args.seconds` and prints the report.
-async fn measure(
-    args: &Args,
-    video: usize,
-    shared: &Rc<RefCell<Shared>>,
-) -> anyhow::Result<()> {
+async fn measure(args: &Args, video: usize, shared: &Rc<RefCell<Shared>>) -> anyhow::Result<()> {
     let start = Instant::now();
     let cpu_start = args.server_pid.map(cpu_time).transpose()?;
     let before = {
@@ -326,9 +335,12 @@ async fn participant(
         .await
         .with_context(|| format!("connecting to {ws_url}"))?;
     let send = |value: Value| Message::Text(value.to_string().into());
-    ws.send(send(json!({"type": "hello", "version": 1}))).await?;
-    ws.send(send(json!({"type": "join", "room": room, "peer": peer, "name": peer, "kind": "group"})))
+    ws.send(send(json!({"type": "hello", "version": 1})))
         .await?;
+    ws.send(send(
+        json!({"type": "join", "room": room, "peer": peer, "name": peer, "kind": "group"}),
+    ))
+    .await?;
     let udp = bound_udp("127.0.0.1:0".parse()?)?;
     let addr = udp.local_addr()?;
     let mut participant = Participant::new(Instant::now(), epoch, addr, publish);
@@ -342,8 +354,10 @@ async fn participant(
             return Ok(());
         }
         if welcomed && let Some((sdp, tracks)) = participant.take_offer() {
-            ws.send(send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks})))
-                .await?;
+            ws.send(send(
+                json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}),
+            ))
+            .await?;
         }
         tokio::select! {
             message = ws.next() => {

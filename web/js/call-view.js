@@ -10,13 +10,16 @@ import { getSetting, setSetting } from './storage.js';
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
 
+/** The four call buttons of a room's header (both room kinds have them). */
+export const callButtons = () => ({
+  mic: /** @type {HTMLButtonElement} */ (element('call-mic')),
+  camera: /** @type {HTMLButtonElement} */ (element('call-camera')),
+  screen: /** @type {HTMLButtonElement} */ (element('call-screen')),
+  leave: /** @type {HTMLButtonElement} */ (element('call-leave')),
+});
+
 export class CallView {
-  buttons = {
-    mic: /** @type {HTMLButtonElement} */ (element('call-mic')),
-    camera: /** @type {HTMLButtonElement} */ (element('call-camera')),
-    screen: /** @type {HTMLButtonElement} */ (element('call-screen')),
-    leave: /** @type {HTMLButtonElement} */ (element('call-leave')),
-  };
+  buttons = callButtons();
   status = element('call-status');
   error = element('call-error');
   panel = element('call-panel');

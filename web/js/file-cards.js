@@ -5,6 +5,7 @@
 import * as protocol from './protocol.js';
 import { renderMessage } from './messages-view.js';
 import { fillPreview, formatBytes, showProgress } from './file-view.js';
+import { hasSpaceFor } from './file-store.js';
 
 /** @typedef {import('./history.js').StoredMessage} StoredMessage */
 /** @typedef {import('./files.js').FileTransfers} FileTransfers */
@@ -144,3 +145,26 @@ export const offerRefusal = (file, reason, limit) =>
   reason === 'offline'
     ? 'Not sent: the other person is not connected.'
     : `${file.name} is ${formatBytes(file.size)}: larger than this server's limit of ${formatBytes(limit)}.`;
+
+/**
+ * What a room's file transfers need from its page: the chat that records file messages, progress
+ * shown on their cards, the "Files" status line, hashing and storage.
+ * @param {{ chat: import('./chat.js').Chat, messageLog: HTMLElement, store: FileStore,
+ *   hasher: import('./file-store.js').FileHasher }} page
+ * @returns {import('./files.js').FileHandlers}
+ */
+export function fileHandlers({ chat, messageLog, store, hasher }) {
+  const fileStatus = element('file-status');
+  return {
+    put: (message) => chat.put(message),
+    onProgress: (transfer) => {
+      const item = messageLog.querySelector(`li[data-id="${CSS.escape(transfer.id)}"]`);
+      if (item instanceof HTMLElement) showProgress(item, transfer);
+    },
+    notify: (text) => (fileStatus.textContent = text),
+    hash: (file, progress, signal) => hasher.hash(file, progress, signal),
+    hasSpaceFor,
+    idInUse: (id) => chat.messages.has(id),
+    storage: store,
+  };
+}

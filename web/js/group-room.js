@@ -9,22 +9,18 @@ import { prepareCertificate } from './peer.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { touchRoom } from './recent.js';
-import { EmojiPicker } from './emoji-picker.js';
+import { wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
 import { GroupCall } from './group-call.js';
 import { GroupView } from './group-view.js';
 import { FileTransfers } from './files.js';
-import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
-import { showProgress } from './file-view.js';
-import { FileCards, acceptFiles, offerRefusal } from './file-cards.js';
+import { FileHasher, FileStore } from './file-store.js';
+import { FileCards, acceptFiles, fileHandlers, offerRefusal } from './file-cards.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
 
 const statusLine = element('status');
 const peerLine = element('peer-name');
-const shareButton = /** @type {HTMLButtonElement} */ (element('share-link'));
-const shareFeedback = element('share-feedback');
-const nameForm = /** @type {HTMLFormElement} */ (element('name-form'));
 const nameInput = /** @type {HTMLInputElement} */ (element('name-input'));
 const nameError = element('name-error');
 const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
@@ -35,7 +31,6 @@ const sendButton = /** @type {HTMLButtonElement} */ (element('send'));
 const messageLog = element('messages');
 const attachButton = /** @type {HTMLButtonElement} */ (element('attach'));
 const fileInput = /** @type {HTMLInputElement} */ (element('file-input'));
-const fileStatus = element('file-status');
 
 const STATUS = Object.freeze({
   connecting: 'Connecting…',
@@ -318,52 +313,15 @@ async function main() {
     },
   );
 
-  shareButton.addEventListener('click', async () => {
-    const address = new URL(protocol.roomPath(roomId, 'group'), location.origin).href;
-    try {
-      await navigator.clipboard.writeText(address);
-      shareFeedback.textContent = 'Link copied. Send it to the people you want to talk to.';
-    } catch {
-      shareFeedback.textContent = `Copy this link: ${address}`;
-    }
-  });
-
-  messageForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const result = chat?.send(messageInput.value);
-    if (!result) return;
-    if (result.ok) {
-      messageInput.value = '';
-      view.tooLong = 0;
-    } else if (result.reason === 'offline') {
-      composerNotice.textContent = 'Not sent: not connected to the room.';
-      return;
-    }
-    render();
-  });
-  messageInput.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      messageForm.requestSubmit();
-    }
-  });
-  messageInput.addEventListener('input', () => {
-    const over = protocol.textLength(messageInput.value) - protocol.CHAT_TEXT_MAX_CHARS;
-    view.tooLong = Math.max(0, over);
-    if (messageInput.value.trim()) chat?.typing();
-    else chat?.stopTyping();
-    render();
-  });
-
-  new EmojiPicker({
-    button: /** @type {HTMLButtonElement} */ (element('emoji-button')),
-    panel: element('emoji-panel'),
-    onPick: (emoji) => {
-      const { selectionStart, selectionEnd } = messageInput;
-      messageInput.setRangeText(emoji, selectionStart, selectionEnd, 'end');
-      messageInput.focus();
-      messageInput.dispatchEvent(new Event('input'));
-    },
+  wireShareButton(protocol.roomPath(roomId, 'group'), 'Link copied. Send it to the people you want to talk to.');
+  wireComposer({
+    form: messageForm,
+    input: messageInput,
+    notice: composerNotice,
+    chat: () => chat,
+    offline: 'Not sent: not connected to the room.',
+    setTooLong: (over) => (view.tooLong = over),
+    render,
   });
 
   // Closing the page is leaving: the others see it at once, not after a timeout.
@@ -393,27 +351,15 @@ async function main() {
   });
   fileStore = store;
   const hasher = new FileHasher();
-  /** @type {import('./files.js').FileHandlers} */
-  const fileHandlers = {
-    put: (message) => roomChat.put(message),
-    onProgress: (transfer) => {
-      const item = messageLog.querySelector(`li[data-id="${CSS.escape(transfer.id)}"]`);
-      if (item instanceof HTMLElement) showProgress(item, transfer);
-    },
-    notify: (text) => (fileStatus.textContent = text),
-    hash: (file, progress, signal) => hasher.hash(file, progress, signal),
-    hasSpaceFor,
-    idInUse: (id) => roomChat.messages.has(id),
-    storage: store,
-  };
+  const handlers = fileHandlers({ chat: roomChat, messageLog, store, hasher });
   await roomChat.load();
   // Before any transfer starts: loading prunes stored files that history no longer mentions.
-  archive = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, fileHandlers);
+  archive = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, handlers);
   archive.load(roomChat.messages.values());
   filesFor = (person) => {
     let files = filesByPeer.get(person.peer);
     if (!files) {
-      files = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, fileHandlers);
+      files = new FileTransfers({ room: roomId, self: identity, maxFileBytes }, handlers);
       filesByPeer.set(person.peer, files);
       if (link?.files.readyState === 'open') files.channelOpened(link.filesChannelFor(person.peer));
     }
@@ -436,20 +382,11 @@ async function main() {
   for (const message of [...roomChat.messages.values()].sort((a, b) => a.seq - b.seq)) showMessage(message);
   render();
 
-  nameForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const name = protocol.normalizeName(nameInput.value);
-    if (!name) {
-      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
-      nameInput.setAttribute('aria-invalid', 'true');
-      return;
-    }
-    nameError.textContent = '';
-    nameInput.removeAttribute('aria-invalid');
-    nameInput.value = name;
+  wireNameForm(async (name) => {
     identity.name = name;
     self.name = name;
     chat?.rename(name);
+    for (const files of filesByPeer.values()) files.self = { ...files.self, name };
     await saveIdentity(identity);
     signaling.rename(name);
     render();

@@ -2,7 +2,7 @@
 // (video or initial, name, mute state, speaking highlight), a shared screen shown large, and one
 // audio element per person. Reads a GroupCall and the SFU link's tracks; builds no wire messages.
 
-import { micWord, setPressed, showVideo } from './call-view.js';
+import { callButtons, micWord, setPressed, showVideo } from './call-view.js';
 import { groupCallSummary } from './group-call.js';
 
 /** @typedef {import('./group-call.js').GroupCall} GroupCall */
@@ -22,12 +22,7 @@ const element = (id) => /** @type {T} */ (document.getElementById(id));
  */
 
 export class GroupView {
-  buttons = {
-    mic: /** @type {HTMLButtonElement} */ (element('call-mic')),
-    camera: /** @type {HTMLButtonElement} */ (element('call-camera')),
-    screen: /** @type {HTMLButtonElement} */ (element('call-screen')),
-    leave: /** @type {HTMLButtonElement} */ (element('call-leave')),
-  };
+  buttons = callButtons();
   status = element('call-status');
   error = element('call-error');
   grid = element('grid');

@@ -8,11 +8,11 @@ import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
-import { EmojiPicker } from './emoji-picker.js';
+import { wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
 import { FileTransfers } from './files.js';
-import { FileHasher, FileStore, hasSpaceFor } from './file-store.js';
-import { formatBytes, revokePreviews, showProgress } from './file-view.js';
-import { FileCards, acceptFiles, offerRefusal } from './file-cards.js';
+import { FileHasher, FileStore } from './file-store.js';
+import { formatBytes, revokePreviews } from './file-view.js';
+import { FileCards, acceptFiles, fileHandlers, offerRefusal } from './file-cards.js';
 import { Call } from './call.js';
 import { CallView } from './call-view.js';
 
@@ -21,9 +21,7 @@ const element = (id) => /** @type {T} */ (document.getElementById(id));
 
 const statusLine = element('status');
 const peerLine = element('peer-name');
-const shareButton = /** @type {HTMLButtonElement} */ (element('share-link'));
 const shareFeedback = element('share-feedback');
-const nameForm = /** @type {HTMLFormElement} */ (element('name-form'));
 const nameInput = /** @type {HTMLInputElement} */ (element('name-input'));
 const nameError = element('name-error');
 const messageForm = /** @type {HTMLFormElement} */ (element('message-form'));
@@ -431,58 +429,18 @@ async function main() {
     }
   });
 
-  shareButton.addEventListener('click', async () => {
-    const link = new URL(protocol.roomPath(roomId), location.origin).href;
-    try {
-      await navigator.clipboard.writeText(link);
-      shareFeedback.textContent = 'Link copied. Send it to the person you want to talk to.';
-    } catch {
-      shareFeedback.textContent = `Copy this link: ${link}`;
-    }
-  });
-
-  messageForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const result = chat?.send(messageInput.value);
-    if (!result) return;
-    if (result.ok) {
-      messageInput.value = '';
-      view.tooLong = 0;
-    } else if (result.reason === 'offline') {
-      composerNotice.textContent = 'Not sent: the other person is not connected.';
-      return;
-    }
-    render();
-  });
-
-  messageInput.addEventListener('keydown', (event) => {
-    // Enter sends, Shift+Enter starts a new line; never interrupt an input method's composition.
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      messageForm.requestSubmit();
-    }
-  });
-
-  messageInput.addEventListener('input', () => {
-    const over = protocol.textLength(messageInput.value) - protocol.CHAT_TEXT_MAX_CHARS;
-    view.tooLong = Math.max(0, over);
-    if (messageInput.value.trim()) chat?.typing();
-    else chat?.stopTyping();
-    render();
+  wireShareButton(protocol.roomPath(roomId), 'Link copied. Send it to the person you want to talk to.');
+  wireComposer({
+    form: messageForm,
+    input: messageInput,
+    notice: composerNotice,
+    chat: () => chat,
+    offline: 'Not sent: the other person is not connected.',
+    setTooLong: (over) => (view.tooLong = over),
+    render,
   });
 
   earlierButton.addEventListener('click', showEarlier);
-
-  new EmojiPicker({
-    button: /** @type {HTMLButtonElement} */ (element('emoji-button')),
-    panel: element('emoji-panel'),
-    onPick: (emoji) => {
-      const { selectionStart, selectionEnd } = messageInput;
-      messageInput.setRangeText(emoji, selectionStart, selectionEnd, 'end');
-      messageInput.focus();
-      messageInput.dispatchEvent(new Event('input'));
-    },
-  });
 
   /** Recent rooms are ordered by activity; a chatty room need not write on every message. */
   let lastTouched = 0;
@@ -568,18 +526,7 @@ async function main() {
   const hasher = new FileHasher();
   files = new FileTransfers(
     { room: roomId, self: identity, maxFileBytes },
-    {
-      put: (message) => roomChat.put(message),
-      onProgress: (transfer) => {
-        const item = messageLog.querySelector(`li[data-id="${CSS.escape(transfer.id)}"]`);
-        if (item instanceof HTMLElement) showProgress(item, transfer);
-      },
-      notify: (text) => (fileStatus.textContent = text),
-      hash: (file, progress, signal) => hasher.hash(file, progress, signal),
-      hasSpaceFor,
-      idInUse: (id) => roomChat.messages.has(id),
-      storage: store,
-    },
+    fileHandlers({ chat: roomChat, messageLog, store, hasher }),
   );
   notePeer();
   await roomChat.load();
@@ -587,17 +534,7 @@ async function main() {
   keepHistoryBox.checked = roomChat.keepHistory;
   renderAll(roomChat);
   performance.mark('natter:history-shown');
-  nameForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const name = protocol.normalizeName(nameInput.value);
-    if (!name) {
-      nameError.textContent = `A name is 1 to ${protocol.NAME_MAX_CHARS} characters, without control characters.`;
-      nameInput.setAttribute('aria-invalid', 'true');
-      return;
-    }
-    nameError.textContent = '';
-    nameInput.removeAttribute('aria-invalid');
-    nameInput.value = name;
+  wireNameForm(async (name) => {
     identity.name = name;
     chat?.rename(name);
     if (files) files.self = { ...files.self, name };

@@ -31,6 +31,8 @@ pub struct Source {
     pub peer: PeerId,
     /// Microphone, camera or screen.
     pub source: MediaSource,
+    /// What it arrives at, in bits per second, as last measured (0 until known).
+    pub bitrate_bps: u64,
 }
 
 /// A receiving transceiver of one browser: a `mid` the SFU sends on.
@@ -48,7 +50,8 @@ pub struct Slot {
 
 /// Bits per second kept for each audio track when working out how much video fits.
 pub const AUDIO_BUDGET_BPS: u64 = 64_000;
-/// The least a video track needs to be worth sending; below this, it is paused.
+/// The least a video track is counted at (one not yet measured, or sending little, may soon
+/// send more); a receiver whose estimate cannot carry even this gets no video.
 pub const VIDEO_MIN_BPS: u64 = 150_000;
 
 /// What changed for one receiver after [`assign`].
@@ -116,14 +119,14 @@ pub fn assign(
         }
     }
 
-    // Bandwidth: how many videos fit beside the audio.
+    // Bandwidth: which videos fit beside the audio, at the rates they arrive at.
     let audio_count = slots
         .iter()
         .filter(|slot| !slot.video && slot.source.is_some())
         .count() as u64;
-    let fitting = match estimate_bps {
-        None => usize::MAX,
-        Some(bps) => (bps.saturating_sub(AUDIO_BUDGET_BPS * audio_count) / VIDEO_MIN_BPS) as usize,
+    let mut budget = match estimate_bps {
+        None => u64::MAX,
+        Some(bps) => bps.saturating_sub(AUDIO_BUDGET_BPS * audio_count),
     };
     let source_of = |key: SourceKey| sources.iter().find(|source| source.key == key);
     let mut videos: Vec<(u8, usize, usize)> = slots
@@ -137,9 +140,15 @@ pub fn assign(
         })
         .collect();
     videos.sort_unstable();
-    for (place, &(_, _, index)) in videos.iter().enumerate() {
+    for &(_, position, index) in &videos {
+        let cost = sources[position].bitrate_bps.max(VIDEO_MIN_BPS);
+        // In order of priority, each video that still fits goes; a large one that does not fit
+        // leaves the budget to smaller ones after it.
+        let paused = cost > budget;
+        if !paused {
+            budget -= cost;
+        }
         let slot = &mut slots[index];
-        let paused = place >= fitting;
         if slot.paused
             && !paused
             && let Some(key) = slot.source
@@ -338,6 +347,7 @@ mod tests {
             },
             peer: peer(&format!("p{publisher}")),
             source: kind,
+            bitrate_bps: 0,
         }
     }
 
@@ -439,6 +449,31 @@ mod tests {
                 .iter()
                 .filter(|t| t.source.is_video())
                 .all(|t| t.paused)
+        );
+    }
+
+    #[test]
+    fn videos_are_counted_at_the_rate_they_arrive() {
+        let mut slots = vec![slot("v1", true), slot("v2", true), slot("v3", true)];
+        let mut sources = vec![
+            source(1, "1", MediaSource::Camera),
+            source(2, "1", MediaSource::Camera),
+            source(3, "1", MediaSource::Camera),
+        ];
+        sources[0].bitrate_bps = 1_200_000;
+        sources[1].bitrate_bps = 900_000;
+        sources[2].bitrate_bps = 200_000;
+        // 1.5 Mbit/s carries the first camera and the small third one, not the second.
+        let assignment = assign(&mut slots, &sources, Some(1_500_000), None);
+        let paused: Vec<bool> = assignment.tracks.iter().map(|t| t.paused).collect();
+        assert_eq!(paused, vec![false, true, false]);
+        // At 2.5 Mbit/s all three fit.
+        let wide = assign(&mut slots, &sources, Some(2_500_000), None);
+        assert!(wide.tracks.iter().all(|t| !t.paused));
+        assert_eq!(
+            wide.keyframes,
+            vec![sources[1].key],
+            "the resumed one needs a keyframe"
         );
     }
 

@@ -37,6 +37,8 @@ pub const RELAY_QUEUE_LIMIT: usize = 16 * 1024 * 1024;
 const SCTP_BUFFER: usize = 2 * 1024 * 1024;
 /// How often the active speaker is re-evaluated.
 const SPEAKER_TICK: Duration = Duration::from_millis(100);
+/// How often incoming bitrates are measured, and with them which videos fit each receiver.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// The data channels the SFU relays; any other label is ignored.
 const RELAYED_CHANNELS: [&str; 2] = ["chat", "files"];
 /// The estimate a connection starts from before any feedback.
@@ -153,6 +155,9 @@ pub struct Sfu {
     /// Where each source's media goes: (receiver, receiver's slot `mid`).
     forward: HashMap<SourceKey, Vec<(ClientId, Mid)>>,
     keyframes: KeyframeGate,
+    /// Bytes that arrived from each source in the current window, and the last rate measured.
+    rates: HashMap<SourceKey, (u64, u64)>,
+    next_rate_window: Instant,
     /// Rooms whose routing must be worked out again.
     dirty: HashSet<RoomId>,
     /// Clients with output to poll.
@@ -172,6 +177,8 @@ impl Sfu {
             routes: HashMap::new(),
             forward: HashMap::new(),
             keyframes: KeyframeGate::default(),
+            rates: HashMap::new(),
+            next_rate_window: now + RATE_WINDOW,
             dirty: HashSet::new(),
             touched: HashSet::new(),
             outputs: VecDeque::new(),
@@ -318,6 +325,7 @@ impl Sfu {
         self.routes.retain(|_, owner| *owner != client);
         self.keyframes.forget(client);
         self.forward.retain(|key, _| key.publisher != client);
+        self.rates.retain(|key, _| key.publisher != client);
         if let Some(state) = self.rooms.get_mut(room) {
             state.members.retain(|member| *member != client);
             state.speaker.forget(client);
@@ -416,6 +424,18 @@ impl Sfu {
         for key in self.keyframes.due(now) {
             self.send_keyframe_request(key, KeyframeRequestKind::Pli);
         }
+        if now >= self.next_rate_window {
+            self.next_rate_window = now + RATE_WINDOW;
+            for (bytes, bps) in self.rates.values_mut() {
+                *bps = *bytes * 8 * 1000 / RATE_WINDOW.as_millis() as u64;
+                *bytes = 0;
+            }
+            // Which videos fit depends on the rates: every room is planned again (a plan that
+            // changes nothing sends nothing).
+            if self.config.bandwidth_estimation {
+                self.dirty.extend(self.rooms.keys().cloned());
+            }
+        }
         if now >= self.next_speaker_tick {
             self.next_speaker_tick = now + SPEAKER_TICK;
             let mut changes = Vec::new();
@@ -440,7 +460,7 @@ impl Sfu {
             .values()
             .map(|client| client.next_timeout)
             .min();
-        let mut next = self.next_speaker_tick;
+        let mut next = self.next_speaker_tick.min(self.next_rate_window);
         for candidate in [clients, self.keyframes.next_due()].into_iter().flatten() {
             next = next.min(candidate);
         }
@@ -551,8 +571,11 @@ impl Sfu {
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 if let Some(client) = self.clients.get_mut(&id) {
                     let bps = estimate.as_u64();
-                    let fits = |bps: Option<u64>| bps.map(|bps| bps / routing::VIDEO_MIN_BPS);
-                    if fits(client.estimate) != fits(Some(bps)) {
+                    // Plan again when the estimate moved by more than a tenth.
+                    let moved = client
+                        .estimate
+                        .is_none_or(|old| old.abs_diff(bps) > old / 10);
+                    if moved {
                         self.dirty.insert(client.room.clone());
                     }
                     client.estimate = Some(bps);
@@ -631,6 +654,7 @@ impl Sfu {
         };
         let members = state.members.clone();
         let speaker = state.speaker.current();
+        let rates = &self.rates;
         let sources: Vec<Source> = members
             .iter()
             .filter_map(|id| self.clients.get(id).map(|client| (*id, client)))
@@ -646,6 +670,12 @@ impl Sfu {
                         },
                         peer: client.peer.clone(),
                         source: *source,
+                        bitrate_bps: rates
+                            .get(&SourceKey {
+                                publisher: id,
+                                mid: *mid,
+                            })
+                            .map_or(0, |(_, bps)| *bps),
                     })
             })
             .collect();
@@ -694,12 +724,24 @@ impl Sfu {
         let estimating = self.config.bandwidth_estimation;
         for id in members.iter().filter(|_| estimating) {
             if let Some(client) = self.clients.get_mut(id) {
-                let videos = client
+                // Everything assigned to it, at the rates it arrives at, with a fifth to spare.
+                let wanted: u64 = client
                     .slots
                     .iter()
-                    .filter(|s| s.video && s.source.is_some());
-                let wanted = videos.count() as u64 * 1_000_000 + 200_000;
-                client.rtc.bwe().set_desired_bitrate(Bitrate::bps(wanted));
+                    .filter_map(|slot| slot.source.map(|key| (slot.video, key)))
+                    .map(|(video, key)| {
+                        let rate = self.rates.get(&key).map_or(0, |(_, bps)| *bps);
+                        if video {
+                            rate.max(routing::VIDEO_MIN_BPS)
+                        } else {
+                            rate.max(routing::AUDIO_BUDGET_BPS)
+                        }
+                    })
+                    .sum();
+                client
+                    .rtc
+                    .bwe()
+                    .set_desired_bitrate(Bitrate::bps(wanted + wanted / 5));
             }
         }
         for key in keyframes {
@@ -735,6 +777,7 @@ impl Sfu {
         {
             state.speaker.level(id, level, now);
         }
+        self.rates.entry(key).or_default().0 += data.data.len() as u64;
         if !data.contiguous && self.keyframes.request(key, now) {
             self.send_keyframe_request(key, KeyframeRequestKind::Fir);
         }

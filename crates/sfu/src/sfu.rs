@@ -243,7 +243,10 @@ impl Sfu {
         {
             return Err(OfferError::Tracks);
         }
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Sdp(e.to_string()))?;
+        // Parsing is peer input too: a parser bug must not take the SFU down with it.
+        let offer = catch_unwind(|| SdpOffer::from_sdp_string(sdp))
+            .map_err(|_| OfferError::Sdp("unparseable".to_owned()))?
+            .map_err(|e| OfferError::Sdp(e.to_string()))?;
         let ufrag = ice_ufrag(sdp);
         if let Some(existing) = self.clients.get(&client)
             && existing.ufrag != ufrag
@@ -357,7 +360,7 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        let Ok(contents) = data.try_into() else {
+        let Ok(Ok(contents)) = catch_unwind(|| data.try_into()) else {
             return false;
         };
         let input = Input::Receive(

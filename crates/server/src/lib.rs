@@ -70,6 +70,12 @@ pub async fn serve(
         tcp: Some(rtc_tcp),
         public_ip: config.public_ip,
         bandwidth_estimation: config.bandwidth_estimation,
+    })
+    .map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("binding the media relay to UDP {rtc_udp} and TCP {rtc_tcp} (--rtc-port, --rtc-tcp-port): {error}"),
+        )
     })?;
     tracing::info!(
         udp = %sfu.advertised.udp.port(),

@@ -148,12 +148,6 @@ const fileCards = new FileCards({
 /** The transfer a "Select file again" click is for. @type {string | null} */
 let reselecting = null;
 
-/**
- * Builds a message's list item (a file's card with its progress and preview).
- * @param {StoredMessage} message @param {StoredMessage | undefined} previous @param {HTMLLIElement} [item]
- */
-const renderItem = (message, previous, item) => fileCards.render(message, previous, item);
-
 function updateEarlierButton() {
   earlierButton.hidden = shown.from === 0;
   earlierButton.textContent = `Show earlier messages (${shown.from})`;
@@ -195,7 +189,7 @@ function scrollToLatest(always = false) {
 function renderRange(from, to) {
   const fragment = document.createDocumentFragment();
   for (let index = from; index < to; index += 1) {
-    fragment.append(renderItem(shown.ordered[index], shown.ordered[index - 1]));
+    fragment.append(fileCards.render(shown.ordered[index], shown.ordered[index - 1]));
   }
   return fragment;
 }
@@ -218,12 +212,12 @@ function showMessage(message) {
     const item = /** @type {HTMLLIElement | null} */ (
       messageLog.querySelector(`li[data-id="${CSS.escape(message.id)}"]`)
     );
-    if (item) renderItem(message, shown.ordered[index - 1], item);
+    if (item) fileCards.render(message, shown.ordered[index - 1], item);
     return;
   }
   const previous = shown.ordered.at(-1);
   shown.ordered.push(message);
-  const item = renderItem(message, previous);
+  const item = fileCards.render(message, previous);
   messageLog.append(item);
   scrollToLatest(message.own);
 }

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use natter_proto::relay::{self, MAX_RELAY_MESSAGE_BYTES};
@@ -114,7 +115,8 @@ struct Client {
     slots: Vec<Slot>,
     channels: Vec<(ChannelId, &'static str)>,
     /// Relayed messages waiting for room in the SCTP buffer, in order: (channel, binary, bytes).
-    outbox: VecDeque<(ChannelId, bool, Vec<u8>)>,
+    /// The bytes are shared by every recipient of one message.
+    outbox: VecDeque<(ChannelId, bool, Arc<[u8]>)>,
     outbox_bytes: usize,
     estimate: Option<u64>,
     /// The last `sfu-tracks` sent, so unchanged ones are not repeated.
@@ -253,9 +255,7 @@ impl Sfu {
         {
             // The browser replaced its connection (the old one failed): start afresh, since a
             // new DTLS identity cannot be renegotiated into the old one.
-            let old_room = existing.room.clone();
-            self.clients.remove(&client);
-            self.forget(client, &old_room);
+            self.drop_client(client);
         }
         if !self.clients.contains_key(&client) {
             let rtc = self.new_rtc(now);
@@ -317,14 +317,16 @@ impl Sfu {
 
     /// Removes a client (it left, or its signaling ended).
     pub fn remove(&mut self, now: Instant, client: ClientId) {
-        if let Some(mut state) = self.clients.remove(&client) {
-            state.rtc.disconnect();
-            self.forget(client, &state.room);
-        }
+        self.drop_client(client);
         self.drive(now);
     }
 
-    fn forget(&mut self, client: ClientId, room: &RoomId) {
+    /// Drops a client's connection and everything kept about it; false if there was none.
+    fn drop_client(&mut self, client: ClientId) -> bool {
+        let Some(state) = self.clients.remove(&client) else {
+            return false;
+        };
+        let room = &state.room;
         self.routes.retain(|_, owner| *owner != client);
         self.keyframes.forget(client);
         self.forward.retain(|key, _| key.publisher != client);
@@ -339,13 +341,13 @@ impl Sfu {
             }
         }
         self.touched.remove(&client);
+        true
     }
 
     /// A client whose `Rtc` failed or panicked: drop it alone.
     fn fail(&mut self, client: ClientId) {
         self.stats.failed += 1;
-        if let Some(state) = self.clients.remove(&client) {
-            self.forget(client, &state.room);
+        if self.drop_client(client) {
             self.outputs.push_back(Output::Gone { client });
         }
     }
@@ -498,8 +500,7 @@ impl Sfu {
             .map(|(id, _)| *id)
             .collect();
         for id in dead {
-            if let Some(state) = self.clients.remove(&id) {
-                self.forget(id, &state.room);
+            if self.drop_client(id) {
                 self.outputs.push_back(Output::Gone { client: id });
             }
         }
@@ -888,11 +889,12 @@ impl Sfu {
         };
         let from = sender.peer.clone();
         let room = sender.room.clone();
-        let delivered = if data.binary {
+        let delivered: Arc<[u8]> = if data.binary {
             relay::deliver_binary(&from, request.payload)
         } else {
             relay::deliver_text(&from, request.payload)
-        };
+        }
+        .into();
         debug_assert!(delivered.len() <= MAX_RELAY_MESSAGE_BYTES + 80);
         let recipients: Vec<ClientId> = self
             .rooms
@@ -928,7 +930,7 @@ impl Sfu {
             client.outbox_bytes += delivered.len();
             client
                 .outbox
-                .push_back((channel_id, data.binary, delivered.clone()));
+                .push_back((channel_id, data.binary, Arc::clone(&delivered)));
             self.touched.insert(recipient);
         }
         if dropped {

@@ -20,3 +20,7 @@ pub const TIMEOUT: u16 = 4001;
 pub const UNSUPPORTED_VERSION: u16 = 4002;
 /// The client did not read its messages fast enough and its queue overflowed.
 pub const TOO_SLOW: u16 = 4003;
+/// The room's owner removed this person. Do not reconnect by yourself.
+pub const KICKED: u16 = 4004;
+/// The room's owner banned this person. Do not reconnect.
+pub const BANNED: u16 = 4005;

@@ -7,7 +7,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{NAME_MAX_CHARS, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, ROOM_ID_LEN};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::limits::{
+    NAME_MAX_CHARS, OWNER_SECRET_LEN, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, ROOM_ID_LEN,
+    ROOM_NAME_MAX_CHARS, ROOM_NAME_MIN_CHARS,
+};
 
 /// Why an id or a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +30,12 @@ pub enum IdError {
         "a name is 1 to {NAME_MAX_CHARS} characters, without control or text-direction characters"
     )]
     Name,
+    /// A room name broke one of the rules of [`RoomName`]; the text says which.
+    #[error("{0}")]
+    RoomName(&'static str),
+    /// An owner secret is [`OWNER_SECRET_LEN`] characters of the URL-safe base64 alphabet.
+    #[error("an owner secret is {OWNER_SECRET_LEN} characters of A-Z, a-z, 0-9, '-' and '_'")]
+    OwnerSecret,
 }
 
 /// The parts every validated text newtype shares: read access, conversion back to `String`
@@ -132,6 +143,104 @@ impl TryFrom<String> for DisplayName {
 
 text_newtype!(DisplayName);
 
+/// The name of a named room (`/n/<name>`), in its one normal form.
+///
+/// Normalisation: surrounding white space is removed, the text is lower-cased and put in Unicode
+/// NFC (so "Café" typed with a combining accent and with a precomposed "é" are the same room), and
+/// every run of inner white space becomes one `-`. The result must be
+/// [`ROOM_NAME_MIN_CHARS`]..=[`ROOM_NAME_MAX_CHARS`] characters of letters and digits (any script),
+/// `-`, `_` and `.`, beginning and ending with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoomName(String);
+
+impl TryFrom<String> for RoomName {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        let lowered: String = value.trim().to_lowercase().nfc().collect();
+        let mut name = String::with_capacity(lowered.len());
+        let mut in_space = false;
+        for c in lowered.chars() {
+            if c.is_whitespace() {
+                in_space = true;
+                continue;
+            }
+            if in_space {
+                name.push('-');
+                in_space = false;
+            }
+            name.push(c);
+        }
+        let count = name.chars().count();
+        if !(ROOM_NAME_MIN_CHARS..=ROOM_NAME_MAX_CHARS).contains(&count) {
+            return Err(IdError::RoomName("a room name is 3 to 40 characters long"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(IdError::RoomName(
+                "a room name holds only letters, digits, spaces, '-', '_' and '.'",
+            ));
+        }
+        let edges_ok = name.chars().next().is_some_and(char::is_alphanumeric)
+            && name.chars().next_back().is_some_and(char::is_alphanumeric);
+        if !edges_ok {
+            return Err(IdError::RoomName(
+                "a room name begins and ends with a letter or a digit",
+            ));
+        }
+        Ok(Self(name))
+    }
+}
+
+text_newtype!(RoomName);
+
+/// The secret that makes whoever presents it the owner of a room: 32 random bytes in URL-safe
+/// base64, handed to the owner alone and kept in their browser.
+///
+/// Its `Debug` output hides the value, so a secret cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OwnerSecret(String);
+
+impl TryFrom<String> for OwnerSecret {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        if value.len() == OWNER_SECRET_LEN && is_url_safe(&value) {
+            Ok(Self(value))
+        } else {
+            Err(IdError::OwnerSecret)
+        }
+    }
+}
+
+impl OwnerSecret {
+    /// The secret as text, for sending it to its owner.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in time independent of where the two differ, so a guesser learns nothing from
+    /// how long a refusal takes.
+    pub fn matches(&self, other: &OwnerSecret) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl From<OwnerSecret> for String {
+    fn from(value: OwnerSecret) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Debug for OwnerSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerSecret(hidden)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +279,54 @@ mod tests {
         assert_eq!(name.as_str(), "Zoë 🦊");
         assert!(DisplayName::try_from("é".repeat(NAME_MAX_CHARS)).is_ok());
         assert!(DisplayName::try_from("é".repeat(NAME_MAX_CHARS + 1)).is_err());
+    }
+
+    fn room_name(text: &str) -> Result<String, IdError> {
+        RoomName::try_from(text.to_owned()).map(String::from)
+    }
+
+    #[test]
+    fn room_names_are_normalised() {
+        assert_eq!(room_name("  Team Standup ").as_deref(), Ok("team-standup"));
+        assert_eq!(room_name("a \t  b\nc").as_deref(), Ok("a-b-c"));
+        // A combining accent and the precomposed letter are one room.
+        assert_eq!(room_name("Cafe\u{301}"), room_name("Café"));
+        // Lower-casing knows a word-final sigma, as JavaScript's toLowerCase does.
+        assert_eq!(room_name("ΚΑΦΕΣ").as_deref(), Ok("καφες"));
+        assert_eq!(room_name("会議室-2").as_deref(), Ok("会議室-2"));
+        assert_eq!(room_name("v1.2_beta").as_deref(), Ok("v1.2_beta"));
+    }
+
+    #[test]
+    fn room_names_are_refused_with_the_rule_they_break() {
+        let refused = |text: &str, rule: &str| match room_name(text) {
+            Err(IdError::RoomName(message)) => {
+                assert!(message.contains(rule), "{text:?}: {message}")
+            }
+            other => panic!("{text:?} gave {other:?}"),
+        };
+        refused("ab", "3 to 40");
+        refused("   ", "3 to 40");
+        refused(&"x".repeat(41), "3 to 40");
+        refused("a/b/c", "only letters");
+        refused("room?x=1", "only letters");
+        refused("evil\u{202E}txt", "only letters");
+        refused("😀party", "only letters");
+        refused("-room", "begins and ends");
+        refused("room.", "begins and ends");
+        refused("..", "3 to 40");
+        assert!(room_name(&"é".repeat(40)).is_ok(), "counted in characters");
+    }
+
+    #[test]
+    fn owner_secrets_are_checked_and_never_printed() {
+        let secret = OwnerSecret::try_from("s".repeat(OWNER_SECRET_LEN)).expect("valid");
+        assert_eq!(format!("{secret:?}"), "OwnerSecret(hidden)");
+        let other = OwnerSecret::try_from("t".repeat(OWNER_SECRET_LEN)).expect("valid");
+        assert!(secret.matches(&secret.clone()));
+        assert!(!secret.matches(&other));
+        assert!(OwnerSecret::try_from("short".to_owned()).is_err());
+        assert!(OwnerSecret::try_from(format!("{}!", "s".repeat(OWNER_SECRET_LEN - 1))).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`ids`]: validated room ids, peer ids and display names.
 //! * [`signaling`]: the JSON messages exchanged over the signaling WebSocket.
 //! * [`limits`]: sizes, rates and timeouts both ends agree on.
+//! * [`pow`]: the proof of work a client solves to create or join a room.
 //! * [`close`]: WebSocket close codes.
 //! * [`data`]: what browsers send each other: signal payloads and data-channel messages.
 //! * [`relay`]: the envelope around data-channel messages the SFU relays in group rooms.
@@ -14,8 +15,9 @@ pub mod close;
 pub mod data;
 pub mod ids;
 pub mod limits;
+pub mod pow;
 pub mod relay;
 pub mod signaling;
 
-pub use ids::{DisplayName, IdError, PeerId, RoomId};
+pub use ids::{DisplayName, IdError, OwnerSecret, PeerId, RoomId, RoomName};
 pub use signaling::{ClientMessage, DecodeError, ErrorCode, ServerMessage};

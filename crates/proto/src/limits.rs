@@ -11,6 +11,16 @@ pub const ROOM_ID_LEN: usize = 22;
 pub const PEER_ID_MIN_LEN: usize = 16;
 /// Longest accepted peer id.
 pub const PEER_ID_MAX_LEN: usize = 64;
+/// Shortest room name, in characters after normalisation.
+pub const ROOM_NAME_MIN_CHARS: usize = 3;
+/// Longest room name, in characters after normalisation.
+pub const ROOM_NAME_MAX_CHARS: usize = 40;
+/// Length of an owner secret: 32 random bytes in unpadded URL-safe base64.
+pub const OWNER_SECRET_LEN: usize = 43;
+/// Longest proof-of-work challenge token.
+pub const CHALLENGE_MAX_LEN: usize = 160;
+/// Joins with a missing or wrong proof a socket may send before it is closed (1008).
+pub const BAD_PROOF_TOLERANCE: u32 = 5;
 /// Longest accepted display name, in Unicode scalar values after trimming.
 pub const NAME_MAX_CHARS: usize = 48;
 

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{DisplayName, IdError, PeerId, RoomId};
+use crate::ids::{DisplayName, IdError, OwnerSecret, PeerId, RoomId, RoomName};
+use crate::pow::Proof;
 
 /// A message from a client to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,67 @@ pub enum ClientMessage {
         /// `welcome` reports). Pair when absent.
         #[serde(default, skip_serializing_if = "RoomKind::is_pair")]
         kind: RoomKind,
+        /// The solved `challenge`; required unless the server's difficulty is 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Proof>,
+        /// The room's owner secret, if this browser holds one: presenting it makes this peer the
+        /// owner, and lets it in past a lock or a ban.
+        #[serde(
+            default,
+            rename = "ownerSecret",
+            skip_serializing_if = "Option::is_none"
+        )]
+        owner_secret: Option<OwnerSecret>,
+    },
+    /// Enter the group room with this name, creating it (and the name) if needed. The server keeps
+    /// the name's room id for 30 days after its last use.
+    JoinNamed {
+        /// The room's name; normalised by the server (see [`RoomName`]).
+        #[serde(rename = "roomName")]
+        room_name: RoomName,
+        /// As in `join`.
+        peer: PeerId,
+        /// As in `join`.
+        name: DisplayName,
+        /// As in `join`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Proof>,
+        /// As in `join`.
+        #[serde(
+            default,
+            rename = "ownerSecret",
+            skip_serializing_if = "Option::is_none"
+        )]
+        owner_secret: Option<OwnerSecret>,
+    },
+    /// Owner only: remove someone from the room. They may come back.
+    Kick {
+        /// Who.
+        peer: PeerId,
+    },
+    /// Owner only: remove someone and refuse their peer id, and any peer from their address, for
+    /// as long as the room exists.
+    Ban {
+        /// Who.
+        peer: PeerId,
+    },
+    /// Owner only: lock or unlock the room. A locked room lets nobody new in; people already in it
+    /// may still reconnect.
+    Lock {
+        /// True to lock.
+        locked: bool,
+    },
+    /// Owner only, group rooms: the most people the room may hold, at least 2 and at most the
+    /// server's group capacity. Nobody is removed when it is below the number present.
+    SetCapacity {
+        /// The new capacity.
+        capacity: u32,
+    },
+    /// Owner only: make someone else the owner. They receive a new owner secret; this one stops
+    /// working.
+    HandOver {
+        /// The new owner.
+        peer: PeerId,
     },
     /// Change the name others see.
     Rename {
@@ -119,6 +181,10 @@ pub enum LeaveReason {
     Left,
     /// The peer's connection dropped and it did not come back within the grace period.
     TimedOut,
+    /// The owner removed the peer.
+    Kicked,
+    /// The owner banned the peer.
+    Banned,
 }
 
 /// The kind of a room, which decides its transport and capacity.
@@ -194,6 +260,43 @@ pub enum ServerMessage {
         /// policy; browsers refuse to offer or accept larger files).
         #[serde(rename = "maxFileBytes")]
         max_file_bytes: u64,
+        /// The room's owner, if one has been set (`null` otherwise); they may not be present.
+        owner: Option<PeerId>,
+        /// True while the room lets nobody new in.
+        locked: bool,
+        /// Only to the peer this join made the owner of a new room: the secret that makes it owner
+        /// again when it rejoins. Keep it; it is never sent again.
+        #[serde(
+            default,
+            rename = "ownerSecret",
+            skip_serializing_if = "Option::is_none"
+        )]
+        owner_secret: Option<OwnerSecret>,
+        /// The name, for a room entered by `join-named`.
+        #[serde(default, rename = "roomName", skip_serializing_if = "Option::is_none")]
+        room_name: Option<RoomName>,
+    },
+    /// A proof-of-work challenge to solve before `join` or `join-named`. Sent after `hello` and
+    /// after every refused join; each token works once and expires after a minute.
+    Challenge {
+        /// Opaque; send it back unchanged in `proof.challenge`.
+        token: String,
+        /// Average number of hashes a solution takes (see [`crate::pow`]).
+        difficulty: u64,
+    },
+    /// The room's rules changed: sent to everyone after a lock, a capacity change or a new owner.
+    RoomState {
+        /// The owner.
+        owner: Option<PeerId>,
+        /// True while the room lets nobody new in.
+        locked: bool,
+        /// The most people the room holds.
+        capacity: u32,
+    },
+    /// To a peer just made owner by `hand-over`: its owner secret, to keep.
+    OwnerSecret {
+        /// The secret.
+        secret: OwnerSecret,
     },
     /// Someone new entered the room.
     PeerJoined {
@@ -250,6 +353,13 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Human-readable explanation (English); clients show their own text for known codes.
         message: String,
+        /// For `rate-limited`: milliseconds to wait before trying again.
+        #[serde(
+            default,
+            rename = "retryAfterMs",
+            skip_serializing_if = "Option::is_none"
+        )]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -287,13 +397,29 @@ pub enum ErrorCode {
     NotGroupRoom,
     /// The SFU could not use the offer (malformed SDP, an unknown `mid`, too many tracks).
     BadOffer,
+    /// The room name breaks a rule; the message says which.
+    InvalidRoomName,
+    /// `join` without a `proof` of the server's challenge.
+    ProofRequired,
+    /// The proof's challenge is forged, expired or already used, or the number does not solve it.
+    BadProof,
+    /// The room is locked: nobody new may join.
+    RoomLocked,
+    /// The owner banned this peer or its address from the room. The socket closes (4005).
+    Banned,
+    /// The owner removed this peer from the room. The socket closes (4004).
+    Kicked,
+    /// Only the room's owner may do that.
+    NotOwner,
+    /// A capacity below 2, above the server's group capacity, or for a pair room.
+    InvalidCapacity,
     /// Something went wrong on the server; the details are in its log.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -309,6 +435,14 @@ impl ErrorCode {
         Self::ServerBusy,
         Self::NotGroupRoom,
         Self::BadOffer,
+        Self::InvalidRoomName,
+        Self::ProofRequired,
+        Self::BadProof,
+        Self::RoomLocked,
+        Self::Banned,
+        Self::Kicked,
+        Self::NotOwner,
+        Self::InvalidCapacity,
         Self::Internal,
     ];
 
@@ -332,6 +466,18 @@ impl ErrorCode {
             Self::ServerBusy => "the server is busy; try again shortly",
             Self::NotGroupRoom => "only group rooms connect to the server's media relay",
             Self::BadOffer => "the media relay could not use this offer",
+            Self::InvalidRoomName => {
+                "a room name is 3 to 40 letters, digits, '-', '_' and '.', beginning and ending with a letter or digit"
+            }
+            Self::ProofRequired => "solve the challenge and send the proof with join",
+            Self::BadProof => "the proof is not valid; solve the new challenge",
+            Self::RoomLocked => "the room is locked: nobody new may join",
+            Self::Banned => "the room's owner banned you from this room",
+            Self::Kicked => "the room's owner removed you from this room",
+            Self::NotOwner => "only the room's owner may do that",
+            Self::InvalidCapacity => {
+                "a group room's capacity is at least 2 and at most the server's limit"
+            }
             Self::Internal => "internal server error",
         }
     }
@@ -343,6 +489,16 @@ impl ServerMessage {
         Self::Error {
             code,
             message: code.default_message().to_owned(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// An error with its own explanation.
+    pub fn error_with(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -373,6 +529,10 @@ struct LooseMessage {
     peer: Option<Value>,
     to: Option<Value>,
     name: Option<Value>,
+    #[serde(rename = "roomName")]
+    room_name: Option<Value>,
+    #[serde(rename = "ownerSecret")]
+    owner_secret: Option<Value>,
 }
 
 impl ClientMessage {
@@ -397,6 +557,12 @@ impl ClientMessage {
             "leave",
             "ping",
             "sfu-offer",
+            "join-named",
+            "kick",
+            "ban",
+            "lock",
+            "set-capacity",
+            "hand-over",
         ];
         match loose.kind.as_deref() {
             None => return Err(bad("missing \"type\"".to_owned())),
@@ -413,13 +579,17 @@ impl ClientMessage {
         let id_error = field_error(loose.room, |s| RoomId::try_from(s).map(drop))
             .or_else(|| field_error(loose.peer, |s| PeerId::try_from(s).map(drop)))
             .or_else(|| field_error(loose.to, |s| PeerId::try_from(s).map(drop)))
-            .or_else(|| field_error(loose.name, |s| DisplayName::try_from(s).map(drop)));
+            .or_else(|| field_error(loose.name, |s| DisplayName::try_from(s).map(drop)))
+            .or_else(|| field_error(loose.room_name, |s| RoomName::try_from(s).map(drop)))
+            .or_else(|| field_error(loose.owner_secret, |s| OwnerSecret::try_from(s).map(drop)));
         match id_error {
             Some(error) => Err(DecodeError {
                 code: match error {
                     IdError::RoomId => ErrorCode::InvalidRoomId,
                     IdError::PeerId => ErrorCode::InvalidPeerId,
                     IdError::Name => ErrorCode::InvalidName,
+                    IdError::RoomName(_) => ErrorCode::InvalidRoomName,
+                    IdError::OwnerSecret => ErrorCode::BadMessage,
                 },
                 detail: error.to_string(),
             }),

@@ -67,12 +67,12 @@ fn every_example_parses_and_round_trips() {
     }
     assert_eq!(
         seen.get("client"),
-        Some(&7),
+        Some(&13),
         "one example per client message: {seen:?}"
     );
     assert_eq!(
         seen.get("server"),
-        Some(&11),
+        Some(&15),
         "one example per server message: {seen:?}"
     );
     assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));
@@ -123,6 +123,8 @@ fn every_close_code_is_documented() {
         TIMEOUT,
         UNSUPPORTED_VERSION,
         TOO_SLOW,
+        KICKED,
+        BANNED,
     ] {
         assert!(
             DOC.contains(&format!("| {code} |")),

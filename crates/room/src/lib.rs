@@ -2,20 +2,29 @@
 //!
 //! A [`Room`] never touches a socket or reads a clock. The caller feeds it inputs
 //! ([`Room::join`], [`Room::leave`], [`Room::disconnected`], [`Room::rename`], [`Room::signal`],
-//! [`Room::handle_timeout`]) with the current time as an argument, then drains
+//! [`Room::handle_timeout`], and the owner's [`Room::kick`], [`Room::ban`], [`Room::lock`],
+//! [`Room::set_capacity`] and [`Room::hand_over`]) with the current time as an argument, then drains
 //! [`Room::poll_output`] and sleeps until [`Room::poll_timeout`]. This is str0m's style, and it lets
 //! the tests run thirty seconds of reconnect grace in no time.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use natter_room::{Room, RoomPolicy, SessionId, Output};
+//! use natter_room::{AddressTag, JoinRequest, Room, RoomPolicy, SessionId, Output};
 //!
-//! let mut room = Room::new(RoomPolicy::pair(Duration::from_secs(30)));
+//! let secret = "s".repeat(43).try_into().unwrap();
+//! let mut room = Room::new(RoomPolicy::pair(Duration::from_secs(30)), secret);
 //! let now = Instant::now();
-//! let ann = "peer-ann-0000000000".to_owned().try_into().unwrap();
-//! let bob = "peer-bob-0000000000".to_owned().try_into().unwrap();
-//! room.join(now, SessionId(1), ann, "Ann".to_owned().try_into().unwrap()).unwrap();
-//! room.join(now, SessionId(2), bob, "Bob".to_owned().try_into().unwrap()).unwrap();
+//! let request = |session, peer: &str, name: &str| JoinRequest {
+//!     session: SessionId(session),
+//!     peer: peer.to_owned().try_into().unwrap(),
+//!     name: name.to_owned().try_into().unwrap(),
+//!     address: AddressTag([session as u8; 16]),
+//!     owner_secret: None,
+//! };
+//! let ann = room.join(now, request(1, "peer-ann-0000000000", "Ann")).unwrap();
+//! // The first person in a room owns it, and alone learns its secret.
+//! assert!(ann.owner_secret.is_some());
+//! room.join(now, request(2, "peer-bob-0000000000", "Bob")).unwrap();
 //! // Ann is told that Bob arrived.
 //! assert!(matches!(room.poll_output(), Some(Output::Send { to: SessionId(1), .. })));
 //! ```
@@ -25,12 +34,18 @@
 //! * A place is kept for [`RoomPolicy::reconnect_grace`] after its socket drops, and it still counts
 //!   toward the capacity, so nobody can slip into a pair room while one of the pair reloads.
 //! * Messages for a session that is no longer a member are never produced.
+//! * A room has one owner from its first join on: the first person, then whoever the owner hands
+//!   over to, or whoever presents the current owner secret. Only the owner moderates.
+//! * A ban holds for the room's life and covers the banned peer id and the address it joined
+//!   from (as an opaque [`AddressTag`]; the room never sees an IP address). The owner-secret
+//!   holder is never refused by a ban or a lock, so an owner behind the same address as the person
+//!   they banned can still come back.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use natter_proto::signaling::{LeaveReason, PeerInfo, RoomKind};
-use natter_proto::{DisplayName, ErrorCode, PeerId, ServerMessage, close, limits};
+use natter_proto::{DisplayName, ErrorCode, OwnerSecret, PeerId, ServerMessage, close, limits};
 use serde_json::Value;
 
 /// Identifies one WebSocket session to the room. Chosen by the caller, unique per connection.
@@ -89,6 +104,26 @@ pub enum Output {
     },
 }
 
+/// Where a peer connects from, as the caller chose to identify it: a keyed hash of the address, so
+/// bans can match it without the room (or a memory dump of it) holding the address itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressTag(pub [u8; 16]);
+
+/// Someone asking to enter a room.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// The session asking.
+    pub session: SessionId,
+    /// The peer id it wants to hold.
+    pub peer: PeerId,
+    /// The name others will see.
+    pub name: DisplayName,
+    /// Where it connects from.
+    pub address: AddressTag,
+    /// The owner secret it presents, if any.
+    pub owner_secret: Option<OwnerSecret>,
+}
+
 /// The result of a successful [`Room::join`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -96,6 +131,21 @@ pub struct Joined {
     pub peers: Vec<PeerInfo>,
     /// True when the join took over an existing place (reconnect or second tab).
     pub resumed: bool,
+    /// The owner secret, only when this join made the peer owner of a new room.
+    pub owner_secret: Option<OwnerSecret>,
+    /// The room's rules as they are now.
+    pub state: RoomState,
+}
+
+/// The rules of a room that can change while it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomState {
+    /// The owner, once someone has joined.
+    pub owner: Option<PeerId>,
+    /// True while nobody new may join.
+    pub locked: bool,
+    /// The most people the room holds now.
+    pub capacity: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +162,8 @@ struct Member {
     peer: PeerId,
     name: DisplayName,
     presence: Presence,
+    /// Kept so a ban can cover the address as well as the peer id.
+    address: AddressTag,
 }
 
 /// One room's membership state machine. See the crate documentation.
@@ -121,16 +173,50 @@ pub struct Room {
     /// In order of arrival; small (≤ capacity), so a Vec beats a map.
     members: Vec<Member>,
     outputs: VecDeque<Output>,
+    owner: Option<PeerId>,
+    /// The secret that makes its holder owner; replaced on every hand-over.
+    owner_secret: OwnerSecret,
+    locked: bool,
+    /// The owner's choice, at most `policy.capacity`.
+    capacity: u32,
+    banned_peers: HashSet<PeerId>,
+    banned_addresses: HashSet<AddressTag>,
 }
 
 impl Room {
-    /// An empty room with the given policy.
-    pub fn new(policy: RoomPolicy) -> Self {
+    /// An empty room with the given policy. `owner_secret` is handed to the first person to join,
+    /// who becomes the owner; the caller draws it from a cryptographic random source.
+    pub fn new(policy: RoomPolicy, owner_secret: OwnerSecret) -> Self {
         Self {
             policy,
             members: Vec::new(),
             outputs: VecDeque::new(),
+            owner: None,
+            owner_secret,
+            locked: false,
+            capacity: policy.capacity,
+            banned_peers: HashSet::new(),
+            banned_addresses: HashSet::new(),
         }
+    }
+
+    /// The room's changeable rules.
+    pub fn state(&self) -> RoomState {
+        RoomState {
+            owner: self.owner.clone(),
+            locked: self.locked,
+            capacity: self.capacity,
+        }
+    }
+
+    fn broadcast_state(&mut self) {
+        let state = self.state();
+        let message = ServerMessage::RoomState {
+            owner: state.owner,
+            locked: state.locked,
+            capacity: state.capacity,
+        };
+        self.broadcast_except(usize::MAX, &message);
     }
 
     /// The room's policy.
@@ -174,23 +260,34 @@ impl Room {
         }
     }
 
-    /// `session` asks to enter as `peer` named `name`.
+    /// `request.session` asks to enter as `request.peer`.
     ///
-    /// A peer id already present takes over its place (the old session, if still connected, is
-    /// closed with [`ErrorCode::Replaced`]); the others are not told of a new arrival, only of a
-    /// changed name. A new peer id enters if there is room, and the others get `peer-joined`.
-    pub fn join(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        peer: PeerId,
-        name: DisplayName,
-    ) -> Result<Joined, ErrorCode> {
+    /// A banned peer id or address is refused ([`ErrorCode::Banned`]), and so is a new peer when
+    /// the room is locked ([`ErrorCode::RoomLocked`]) or full ([`ErrorCode::RoomFull`]); whoever
+    /// presents the owner secret passes bans and the lock, and becomes the owner. A peer id already
+    /// present takes over its place (the old session, if still connected, is closed with
+    /// [`ErrorCode::Replaced`]); the others are not told of a new arrival, only of a changed name.
+    /// A new peer id enters if there is room, and the others get `peer-joined`.
+    pub fn join(&mut self, now: Instant, request: JoinRequest) -> Result<Joined, ErrorCode> {
+        let JoinRequest {
+            session,
+            peer,
+            name,
+            address,
+            owner_secret,
+        } = request;
         // A session already holding a place must leave first; the caller enforces one room per socket.
         if self.position_of_session(session).is_some() {
             return Err(ErrorCode::AlreadyJoined);
         }
         self.expire(now);
+        // The secret counts only once it has been handed out, i.e. once the room has an owner.
+        let holds_secret = self.owner.is_some()
+            && owner_secret.is_some_and(|secret| secret.matches(&self.owner_secret));
+        let banned = self.banned_peers.contains(&peer) || self.banned_addresses.contains(&address);
+        if banned && !holds_secret {
+            return Err(ErrorCode::Banned);
+        }
         if let Some(index) = self.members.iter().position(|m| m.peer == peer) {
             let member = &mut self.members[index];
             if let Presence::Connected(old) = member.presence {
@@ -201,29 +298,163 @@ impl Room {
                 });
             }
             member.presence = Presence::Connected(session);
+            member.address = address;
             if member.name != name {
                 member.name = name.clone();
-                self.broadcast_except(index, &ServerMessage::PeerRenamed { peer, name });
+                self.broadcast_except(
+                    index,
+                    &ServerMessage::PeerRenamed {
+                        peer: peer.clone(),
+                        name,
+                    },
+                );
+            }
+            if holds_secret && self.owner.as_ref() != Some(&peer) {
+                self.owner = Some(peer);
+                self.broadcast_state();
             }
             return Ok(Joined {
                 peers: self.peers_except(index),
                 resumed: true,
+                owner_secret: None,
+                state: self.state(),
             });
         }
-        if self.members.len() >= self.policy.capacity as usize {
+        if self.locked && !holds_secret {
+            return Err(ErrorCode::RoomLocked);
+        }
+        if self.members.len() >= self.capacity as usize {
             return Err(ErrorCode::RoomFull);
         }
         self.members.push(Member {
             peer: peer.clone(),
             name: name.clone(),
             presence: Presence::Connected(session),
+            address,
         });
         let index = self.members.len() - 1;
-        self.broadcast_except(index, &ServerMessage::PeerJoined { peer, name });
+        self.broadcast_except(
+            index,
+            &ServerMessage::PeerJoined {
+                peer: peer.clone(),
+                name,
+            },
+        );
+        let mut handed_secret = None;
+        if self.owner.is_none() {
+            self.owner = Some(peer);
+            handed_secret = Some(self.owner_secret.clone());
+        } else if holds_secret {
+            self.owner = Some(peer);
+            self.broadcast_state();
+        }
         Ok(Joined {
             peers: self.peers_except(index),
             resumed: false,
+            owner_secret: handed_secret,
+            state: self.state(),
         })
+    }
+
+    /// The index of `session`'s place, if it is the owner's.
+    fn owner_index(&self, session: SessionId) -> Result<usize, ErrorCode> {
+        let index = self
+            .position_of_session(session)
+            .ok_or(ErrorCode::NotJoined)?;
+        if self.owner.as_ref() == Some(&self.members[index].peer) {
+            Ok(index)
+        } else {
+            Err(ErrorCode::NotOwner)
+        }
+    }
+
+    /// The index of the member `target`, who must not be the owner at `owner_index`.
+    fn target_index(&self, owner_index: usize, target: &PeerId) -> Result<usize, ErrorCode> {
+        match self.members.iter().position(|m| &m.peer == target) {
+            Some(index) if index != owner_index => Ok(index),
+            // Moderating yourself is meaningless; `leave` is the way out.
+            Some(_) => Err(ErrorCode::BadMessage),
+            None => Err(ErrorCode::UnknownPeer),
+        }
+    }
+
+    /// Removes the member at `index`, closing its socket with `error`.
+    fn expel(&mut self, index: usize, reason: LeaveReason, error: ErrorCode, code: u16) {
+        if let Presence::Connected(session) = self.members[index].presence {
+            self.outputs.push_back(Output::Close {
+                session,
+                error,
+                code,
+            });
+        }
+        self.remove(index, reason);
+    }
+
+    /// The owner at `session` removes `target`, who is told why and may come back.
+    pub fn kick(&mut self, session: SessionId, target: &PeerId) -> Result<(), ErrorCode> {
+        let owner = self.owner_index(session)?;
+        let index = self.target_index(owner, target)?;
+        self.expel(index, LeaveReason::Kicked, ErrorCode::Kicked, close::KICKED);
+        Ok(())
+    }
+
+    /// The owner at `session` bans `target`: removed, and its peer id and address refused for the
+    /// room's life.
+    pub fn ban(&mut self, session: SessionId, target: &PeerId) -> Result<(), ErrorCode> {
+        let owner = self.owner_index(session)?;
+        let index = self.target_index(owner, target)?;
+        self.banned_peers.insert(target.clone());
+        self.banned_addresses.insert(self.members[index].address);
+        self.expel(index, LeaveReason::Banned, ErrorCode::Banned, close::BANNED);
+        Ok(())
+    }
+
+    /// The owner at `session` locks or unlocks the room; everyone is told.
+    pub fn lock(&mut self, session: SessionId, locked: bool) -> Result<(), ErrorCode> {
+        self.owner_index(session)?;
+        if self.locked != locked {
+            self.locked = locked;
+            self.broadcast_state();
+        }
+        Ok(())
+    }
+
+    /// The owner at `session` sets a group room's capacity (2 up to the policy's); everyone is
+    /// told. Nobody present is removed.
+    pub fn set_capacity(&mut self, session: SessionId, capacity: u32) -> Result<(), ErrorCode> {
+        self.owner_index(session)?;
+        if self.policy.kind != RoomKind::Group || !(2..=self.policy.capacity).contains(&capacity) {
+            return Err(ErrorCode::InvalidCapacity);
+        }
+        if self.capacity != capacity {
+            self.capacity = capacity;
+            self.broadcast_state();
+        }
+        Ok(())
+    }
+
+    /// The owner at `session` makes the connected member `target` owner. `new_secret` replaces
+    /// the owner secret (the old one stops working) and goes to the new owner alone.
+    pub fn hand_over(
+        &mut self,
+        session: SessionId,
+        target: &PeerId,
+        new_secret: OwnerSecret,
+    ) -> Result<(), ErrorCode> {
+        let owner = self.owner_index(session)?;
+        let index = self.target_index(owner, target)?;
+        let Presence::Connected(to) = self.members[index].presence else {
+            // Someone within their reconnect grace could not receive the secret.
+            return Err(ErrorCode::UnknownPeer);
+        };
+        self.owner = Some(target.clone());
+        self.owner_secret = new_secret.clone();
+        self.outputs.push_back(Output::Send {
+            to,
+            message: ServerMessage::OwnerSecret { secret: new_secret },
+        });
+        self.broadcast_state();
+        Ok(())
     }
 
     fn peers_except(&self, except: usize) -> Vec<PeerInfo> {

@@ -12,21 +12,46 @@ fn name(text: &str) -> DisplayName {
     text.to_owned().try_into().unwrap()
 }
 
+fn secret(fill: char) -> OwnerSecret {
+    fill.to_string().repeat(43).try_into().unwrap()
+}
+
+/// Each session joins from an address of its own unless a test says otherwise.
+fn enter(
+    room: &mut Room,
+    now: Instant,
+    session: SessionId,
+    peer: PeerId,
+    name: DisplayName,
+) -> Result<Joined, ErrorCode> {
+    room.join(
+        now,
+        JoinRequest {
+            session,
+            peer,
+            name,
+            address: AddressTag([session.0 as u8; 16]),
+            owner_secret: None,
+        },
+    )
+}
+
 fn drain(room: &mut Room) -> Vec<Output> {
     std::iter::from_fn(|| room.poll_output()).collect()
 }
 
 fn pair() -> (Room, Instant) {
-    (Room::new(RoomPolicy::pair(GRACE)), Instant::now())
+    (
+        Room::new(RoomPolicy::pair(GRACE), secret('a')),
+        Instant::now(),
+    )
 }
 
 /// A pair room with Ann (session 1) and Bob (session 2) in it, announcements already drained.
 fn ann_and_bob() -> (Room, Instant) {
     let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
+    enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
+    enter(&mut room, now, SessionId(2), peer("bob"), name("Bob")).unwrap();
     drain(&mut room);
     (room, now)
 }
@@ -34,14 +59,18 @@ fn ann_and_bob() -> (Room, Instant) {
 #[test]
 fn first_joiner_sees_an_empty_room() {
     let (mut room, now) = pair();
-    let joined = room
-        .join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
+    let joined = enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
     assert_eq!(
         joined,
         Joined {
             peers: vec![],
-            resumed: false
+            resumed: false,
+            owner_secret: Some(secret('a')),
+            state: RoomState {
+                owner: Some(peer("ann")),
+                locked: false,
+                capacity: 2,
+            },
         }
     );
     assert!(drain(&mut room).is_empty());
@@ -50,11 +79,8 @@ fn first_joiner_sees_an_empty_room() {
 #[test]
 fn second_joiner_sees_the_first_and_the_first_is_told() {
     let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
-    let joined = room
-        .join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
+    enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
+    let joined = enter(&mut room, now, SessionId(2), peer("bob"), name("Bob")).unwrap();
     assert_eq!(
         joined.peers,
         vec![PeerInfo {
@@ -78,7 +104,7 @@ fn second_joiner_sees_the_first_and_the_first_is_told() {
 fn third_joiner_of_a_pair_room_is_refused() {
     let (mut room, now) = ann_and_bob();
     assert_eq!(
-        room.join(now, SessionId(3), peer("eve"), name("Eve")),
+        enter(&mut room, now, SessionId(3), peer("eve"), name("Eve")),
         Err(ErrorCode::RoomFull)
     );
     assert!(
@@ -102,10 +128,7 @@ fn leave_tells_the_other_at_once_and_frees_the_place() {
             },
         }]
     );
-    assert!(
-        room.join(now, SessionId(3), peer("eve"), name("Eve"))
-            .is_ok()
-    );
+    assert!(enter(&mut room, now, SessionId(3), peer("eve"), name("Eve")).is_ok());
     assert!(!room.leave(SessionId(2)), "a second leave is a no-op");
 }
 
@@ -121,17 +144,17 @@ fn a_dropped_peer_keeps_its_place_silently_within_the_grace_period() {
     );
     // The kept place still counts: a stranger cannot take it.
     assert_eq!(
-        room.join(now, SessionId(3), peer("eve"), name("Eve")),
+        enter(&mut room, now, SessionId(3), peer("eve"), name("Eve")),
         Err(ErrorCode::RoomFull)
     );
-    let joined = room
-        .join(
-            now + Duration::from_secs(29),
-            SessionId(4),
-            peer("bob"),
-            name("Bob"),
-        )
-        .unwrap();
+    let joined = enter(
+        &mut room,
+        now + Duration::from_secs(29),
+        SessionId(4),
+        peer("bob"),
+        name("Bob"),
+    )
+    .unwrap();
     assert!(joined.resumed);
     assert_eq!(
         joined.peers,
@@ -170,9 +193,7 @@ fn a_join_after_the_grace_expired_counts_as_new_even_without_a_timer_tick() {
     let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
     let later = now + GRACE + Duration::from_secs(1);
-    let joined = room
-        .join(later, SessionId(3), peer("eve"), name("Eve"))
-        .unwrap();
+    let joined = enter(&mut room, later, SessionId(3), peer("eve"), name("Eve")).unwrap();
     assert!(!joined.resumed);
     let outputs = drain(&mut room);
     assert_eq!(outputs.len(), 2, "{outputs:?}");
@@ -195,9 +216,7 @@ fn a_join_after_the_grace_expired_counts_as_new_even_without_a_timer_tick() {
 #[test]
 fn a_second_session_with_the_same_peer_id_replaces_the_first() {
     let (mut room, now) = ann_and_bob();
-    let joined = room
-        .join(now, SessionId(5), peer("bob"), name("Bob"))
-        .unwrap();
+    let joined = enter(&mut room, now, SessionId(5), peer("bob"), name("Bob")).unwrap();
     assert!(joined.resumed);
     assert_eq!(
         drain(&mut room),
@@ -218,8 +237,7 @@ fn a_second_session_with_the_same_peer_id_replaces_the_first() {
 fn rejoining_under_a_new_name_announces_the_rename() {
     let (mut room, now) = ann_and_bob();
     room.disconnected(now, SessionId(2));
-    room.join(now, SessionId(3), peer("bob"), name("Robert"))
-        .unwrap();
+    enter(&mut room, now, SessionId(3), peer("bob"), name("Robert")).unwrap();
     assert_eq!(
         drain(&mut room),
         vec![Output::Send {
@@ -278,8 +296,7 @@ fn signal_is_relayed_to_the_addressee_with_the_sender_id() {
 #[test]
 fn signal_to_nobody_or_to_self_or_from_outside_is_refused() {
     let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
+    enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
     let payload = serde_json::json!({});
     assert_eq!(
         room.signal(SessionId(1), &peer("bob"), payload.clone()),
@@ -293,8 +310,7 @@ fn signal_to_nobody_or_to_self_or_from_outside_is_refused() {
         room.signal(SessionId(7), &peer("ann"), payload.clone()),
         Err(ErrorCode::NotJoined)
     );
-    room.join(now, SessionId(2), peer("bob"), name("Bob"))
-        .unwrap();
+    enter(&mut room, now, SessionId(2), peer("bob"), name("Bob")).unwrap();
     room.disconnected(now, SessionId(2));
     assert_eq!(
         room.signal(SessionId(1), &peer("bob"), payload),
@@ -312,10 +328,9 @@ fn signal_to_nobody_or_to_self_or_from_outside_is_refused() {
 #[test]
 fn a_session_cannot_join_twice() {
     let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
+    enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
     assert_eq!(
-        room.join(now, SessionId(1), peer("bob"), name("Bob")),
+        enter(&mut room, now, SessionId(1), peer("bob"), name("Bob")),
         Err(ErrorCode::AlreadyJoined)
     );
 }
@@ -323,11 +338,273 @@ fn a_session_cannot_join_twice() {
 #[test]
 fn the_room_is_empty_only_when_every_grace_has_run_out() {
     let (mut room, now) = pair();
-    room.join(now, SessionId(1), peer("ann"), name("Ann"))
-        .unwrap();
+    enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
     room.disconnected(now, SessionId(1));
     assert!(!room.is_empty());
     room.handle_timeout(now + GRACE);
     assert!(room.is_empty());
     assert!(drain(&mut room).is_empty(), "nobody left to tell");
+}
+
+/// A group room of four (Ann owns it) with announcements drained.
+fn group_of_four() -> (Room, Instant) {
+    let mut room = Room::new(RoomPolicy::group(8, GRACE), secret('a'));
+    let now = Instant::now();
+    for (session, who) in [(1, "ann"), (2, "bob"), (3, "cara"), (4, "dan")] {
+        enter(&mut room, now, SessionId(session), peer(who), name(who)).unwrap();
+    }
+    drain(&mut room);
+    (room, now)
+}
+
+fn join_with(
+    room: &mut Room,
+    now: Instant,
+    session: u64,
+    who: &str,
+    address: u8,
+    owner_secret: Option<OwnerSecret>,
+) -> Result<Joined, ErrorCode> {
+    room.join(
+        now,
+        JoinRequest {
+            session: SessionId(session),
+            peer: peer(who),
+            name: name(who),
+            address: AddressTag([address; 16]),
+            owner_secret,
+        },
+    )
+}
+
+fn closes(outputs: &[Output]) -> Vec<(SessionId, ErrorCode, u16)> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Close {
+                session,
+                error,
+                code,
+            } => Some((*session, *error, *code)),
+            Output::Send { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_first_joiner_gets_the_secret_and_only_the_owner_moderates() {
+    let mut room = Room::new(RoomPolicy::group(8, GRACE), secret('a'));
+    let now = Instant::now();
+    let ann = enter(&mut room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
+    let bob = enter(&mut room, now, SessionId(2), peer("bob"), name("Bob")).unwrap();
+    assert_eq!(ann.owner_secret, Some(secret('a')));
+    assert_eq!(bob.owner_secret, None);
+    assert_eq!(bob.state.owner, Some(peer("ann")));
+    assert_eq!(
+        room.kick(SessionId(2), &peer("ann")),
+        Err(ErrorCode::NotOwner)
+    );
+    assert_eq!(
+        room.ban(SessionId(2), &peer("ann")),
+        Err(ErrorCode::NotOwner)
+    );
+    assert_eq!(room.lock(SessionId(2), true), Err(ErrorCode::NotOwner));
+    assert_eq!(room.set_capacity(SessionId(2), 3), Err(ErrorCode::NotOwner));
+    assert_eq!(
+        room.hand_over(SessionId(2), &peer("bob"), secret('b')),
+        Err(ErrorCode::NotOwner)
+    );
+    assert_eq!(
+        room.kick(SessionId(9), &peer("bob")),
+        Err(ErrorCode::NotJoined)
+    );
+    assert_eq!(
+        room.kick(SessionId(1), &peer("ann")),
+        Err(ErrorCode::BadMessage)
+    );
+    assert_eq!(
+        room.kick(SessionId(1), &peer("zed")),
+        Err(ErrorCode::UnknownPeer)
+    );
+}
+
+#[test]
+fn the_owner_secret_makes_its_holder_owner_and_a_wrong_one_does_nothing() {
+    let (mut room, now) = group_of_four();
+    room.leave(SessionId(1));
+    drain(&mut room);
+    // A wrong secret is ignored: Ann, on a new device, joins as a member.
+    let wrong = join_with(&mut room, now, 5, "ann2", 5, Some(secret('z'))).unwrap();
+    assert_eq!(wrong.state.owner, Some(peer("ann")));
+    assert_eq!(room.lock(SessionId(5), true), Err(ErrorCode::NotOwner));
+    room.leave(SessionId(5));
+    drain(&mut room);
+    // The right one makes the new peer id owner, and everyone hears of it.
+    let right = join_with(&mut room, now, 6, "ann3", 6, Some(secret('a'))).unwrap();
+    assert_eq!(right.state.owner, Some(peer("ann3")));
+    assert_eq!(right.owner_secret, None, "the holder already has it");
+    let told = drain(&mut room)
+        .into_iter()
+        .filter(|o| {
+            matches!(o, Output::Send { message: ServerMessage::RoomState { owner, .. }, .. }
+            if owner.as_ref() == Some(&peer("ann3")))
+        })
+        .count();
+    assert_eq!(told, 4, "everyone is told, the new owner too");
+    assert_eq!(room.lock(SessionId(6), true), Ok(()));
+}
+
+#[test]
+fn a_kicked_peer_is_told_and_may_come_back() {
+    let (mut room, now) = group_of_four();
+    room.kick(SessionId(1), &peer("bob")).unwrap();
+    let outputs = drain(&mut room);
+    assert_eq!(
+        closes(&outputs),
+        vec![(SessionId(2), ErrorCode::Kicked, close::KICKED)]
+    );
+    let left = outputs
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: ServerMessage::PeerLeft {
+                        reason: LeaveReason::Kicked,
+                        ..
+                    },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(left, 3, "Ann, Cara and Dan see why Bob left");
+    assert_eq!(room.len(), 3);
+    assert!(join_with(&mut room, now, 7, "bob", 2, None).is_ok());
+}
+
+#[test]
+fn a_ban_covers_the_peer_id_and_a_fresh_identity_from_the_same_address() {
+    let (mut room, now) = group_of_four();
+    room.ban(SessionId(1), &peer("bob")).unwrap();
+    assert_eq!(
+        closes(&drain(&mut room)),
+        vec![(SessionId(2), ErrorCode::Banned, close::BANNED)]
+    );
+    // Same id from another address, a fresh id from the same address: both refused.
+    assert_eq!(
+        join_with(&mut room, now, 7, "bob", 99, None),
+        Err(ErrorCode::Banned)
+    );
+    assert_eq!(
+        join_with(&mut room, now, 8, "bob-fresh", 2, None),
+        Err(ErrorCode::Banned)
+    );
+    // Somebody else from elsewhere still gets in.
+    assert!(join_with(&mut room, now, 9, "eve", 9, None).is_ok());
+    // A ban outlives the banned peer's grace: it is the room's, not the member's.
+    room.handle_timeout(now + GRACE * 3);
+    assert_eq!(
+        join_with(&mut room, now + GRACE * 3, 10, "bob", 2, None),
+        Err(ErrorCode::Banned)
+    );
+}
+
+#[test]
+fn the_owner_passes_a_ban_on_a_shared_address() {
+    let (mut room, now) = group_of_four();
+    // Cara shares Ann's address (session 3's tag is [3; 16]; Ann rejoins from it).
+    room.ban(SessionId(1), &peer("cara")).unwrap();
+    room.leave(SessionId(1));
+    drain(&mut room);
+    assert_eq!(
+        join_with(&mut room, now, 11, "ann", 3, None),
+        Err(ErrorCode::Banned)
+    );
+    assert!(join_with(&mut room, now, 12, "ann", 3, Some(secret('a'))).is_ok());
+}
+
+#[test]
+fn a_locked_room_refuses_newcomers_but_not_returning_members() {
+    let (mut room, now) = group_of_four();
+    room.lock(SessionId(1), true).unwrap();
+    let told = drain(&mut room)
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: ServerMessage::RoomState { locked: true, .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(told, 4);
+    assert_eq!(
+        join_with(&mut room, now, 5, "eve", 5, None),
+        Err(ErrorCode::RoomLocked)
+    );
+    // Dan's connection drops; he comes back within his grace.
+    room.disconnected(now, SessionId(4));
+    assert!(join_with(&mut room, now, 6, "dan", 4, None).is_ok());
+    room.lock(SessionId(1), false).unwrap();
+    assert!(join_with(&mut room, now, 7, "eve", 5, None).is_ok());
+}
+
+#[test]
+fn the_owner_sets_the_capacity_within_limits() {
+    let (mut room, now) = group_of_four();
+    for bad in [0, 1, 9, u32::MAX] {
+        assert_eq!(
+            room.set_capacity(SessionId(1), bad),
+            Err(ErrorCode::InvalidCapacity),
+            "{bad}"
+        );
+    }
+    room.set_capacity(SessionId(1), 5).unwrap();
+    assert!(join_with(&mut room, now, 5, "eve", 5, None).is_ok());
+    assert_eq!(
+        join_with(&mut room, now, 6, "fay", 6, None),
+        Err(ErrorCode::RoomFull)
+    );
+    // Below the number present: nobody is removed, nobody new enters.
+    room.set_capacity(SessionId(1), 2).unwrap();
+    assert_eq!(room.len(), 5);
+    room.leave(SessionId(5));
+    assert_eq!(
+        join_with(&mut room, now, 7, "fay", 7, None),
+        Err(ErrorCode::RoomFull)
+    );
+    // Pair rooms have no capacity to set.
+    let (mut pair_room, now) = pair();
+    enter(&mut pair_room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
+    assert_eq!(
+        pair_room.set_capacity(SessionId(1), 2),
+        Err(ErrorCode::InvalidCapacity)
+    );
+}
+
+#[test]
+fn handing_over_moves_ownership_and_retires_the_old_secret() {
+    let (mut room, now) = group_of_four();
+    room.hand_over(SessionId(1), &peer("cara"), secret('c'))
+        .unwrap();
+    let outputs = drain(&mut room);
+    assert!(outputs.iter().any(|o| matches!(o,
+        Output::Send { to: SessionId(3), message: ServerMessage::OwnerSecret { secret: s } } if *s == secret('c'))));
+    assert_eq!(room.lock(SessionId(1), true), Err(ErrorCode::NotOwner));
+    assert_eq!(room.lock(SessionId(3), true), Ok(()));
+    room.leave(SessionId(1));
+    // Ann's old secret no longer opens the lock.
+    assert_eq!(
+        join_with(&mut room, now, 8, "ann", 1, Some(secret('a'))),
+        Err(ErrorCode::RoomLocked)
+    );
+    // Someone within their grace cannot receive a secret.
+    room.disconnected(now, SessionId(2));
+    assert_eq!(
+        room.hand_over(SessionId(3), &peer("bob"), secret('d')),
+        Err(ErrorCode::UnknownPeer)
+    );
 }

@@ -1,9 +1,14 @@
-//! Command-line and environment configuration of the `natter` binary.
+//! Configuration of the `natter` binary: flags, environment variables and a config file.
+//!
+//! Precedence, lowest first: built-in defaults, the config file (`--config`), environment
+//! variables, flags. The file holds one `option = value` per line, options named as the flags
+//! without their dashes; `natter.conf.example` lists every one.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use natter_proto::limits::{DEFAULT_GROUP_ROOM_CAPACITY, DEFAULT_MAX_FILE_BYTES};
 use natter_proto::signaling::IceServer;
 
@@ -12,8 +17,13 @@ use natter_proto::signaling::IceServer;
 /// Open the printed URL, create a room and share its link. Every option can also be set
 /// through the environment variable named beside it.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "natter", version, about, long_about = None)]
+#[command(name = "natter", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
+    /// A config file of `option = value` lines (see natter.conf.example). Environment variables
+    /// and flags override what it says.
+    #[arg(long, env = "NATTER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address and port to listen on for HTTP and WebSocket connections.
     #[arg(long, env = "NATTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -75,6 +85,110 @@ pub struct Config {
     #[arg(long, env = "NATTER_BANDWIDTH_ESTIMATION", default_value_t = true,
           action = clap::ArgAction::Set, value_name = "true|false")]
     pub bandwidth_estimation: bool,
+
+    /// Directory for the one thing Natter stores: the table of room names (created on first run).
+    #[arg(
+        long,
+        env = "NATTER_DATA_DIR",
+        default_value = "natter-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// The room-name database file. Default: names.sqlite3 in the data directory. `:memory:`
+    /// keeps names only while the server runs.
+    #[arg(long, env = "NATTER_NAMES_DB", value_name = "FILE")]
+    pub names_db: Option<PathBuf>,
+
+    /// Proof of work asked of a browser before it may create or join a room: the average number
+    /// of SHA-256 hashes a solution takes. 0 turns the check off.
+    #[arg(long, env = "NATTER_POW_DIFFICULTY", default_value_t = DEFAULT_POW_DIFFICULTY,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub pow_difficulty: u64,
+
+    /// Challenges per second (over 10 s) above which the difficulty doubles, then doubles again,
+    /// up to 16 times. 0 keeps it fixed.
+    #[arg(long, env = "NATTER_POW_LOAD_THRESHOLD", default_value_t = 20)]
+    pub pow_load_threshold: u64,
+
+    /// HTTP requests per minute from one address (a page load is about 30); more get 429.
+    /// 0 turns the limit off.
+    #[arg(long, env = "NATTER_HTTP_PER_MINUTE", default_value_t = 1200)]
+    pub http_per_minute: u32,
+
+    /// HTTP requests one address may make at once above its per-minute rate.
+    #[arg(long, env = "NATTER_HTTP_BURST", default_value_t = 200)]
+    pub http_burst: u32,
+
+    /// WebSocket connections per minute from one address; more get 429. 0 turns the limit off.
+    #[arg(long, env = "NATTER_WS_PER_MINUTE", default_value_t = 120)]
+    pub ws_per_minute: u32,
+
+    /// WebSocket connections one address may open at once above its per-minute rate.
+    #[arg(long, env = "NATTER_WS_BURST", default_value_t = 30)]
+    pub ws_burst: u32,
+
+    /// New rooms per minute created from one address; more get a `rate-limited` error. 0 turns
+    /// the limit off.
+    #[arg(long, env = "NATTER_ROOMS_PER_MINUTE", default_value_t = 30)]
+    pub rooms_per_minute: u32,
+
+    /// New rooms one address may create at once above its per-minute rate.
+    #[arg(long, env = "NATTER_ROOMS_BURST", default_value_t = 20)]
+    pub rooms_burst: u32,
+
+    /// WebSocket connections one address may hold open at once.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// Origins whose pages may open a WebSocket here (repeatable, or comma-separated in the
+    /// environment), e.g. `https://chat.example.org`. By default only pages this server served
+    /// itself; clients that send no Origin (not browsers) are always let in.
+    #[arg(
+        long = "allowed-origin",
+        env = "NATTER_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Behind a reverse proxy: the request header that carries the client's address, e.g.
+    /// `X-Forwarded-For` (its last entry is used) or `X-Real-IP`. Only set this when every
+    /// request comes through the proxy, which must overwrite the header; requests without it are
+    /// refused. Unset, the address is the connection's.
+    #[arg(long, env = "NATTER_CLIENT_IP_HEADER", value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+}
+
+/// Hashes a solution takes on average unless configured: calibrated so headless Chromium on a
+/// small server solves it in about a tenth of a second (`e2e/tests/pow-bench.test.mjs`).
+pub const DEFAULT_POW_DIFFICULTY: u64 = 50_000;
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("reading the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of the config file is not `option = value` for a known option.
+    #[error("{path}, line {line}: {problem}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The options themselves are wrong (clap's message, which also covers --help and --version).
+    #[error(transparent)]
+    Options(#[from] clap::Error),
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
@@ -141,10 +255,138 @@ impl Config {
         )
     }
 
-    /// A configuration for tests: listen on ephemeral loopback ports, defaults otherwise.
+    /// A configuration for tests: listen on ephemeral loopback ports, room names in memory,
+    /// cheap proofs of work (the whole exchange still happens), defaults otherwise.
     pub fn for_tests() -> Self {
-        Self::parse_from(["natter", "--listen", "127.0.0.1:0", "--rtc-port", "0"])
+        Self::parse_from([
+            "natter",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtc-port",
+            "0",
+            "--names-db",
+            ":memory:",
+            "--pow-difficulty",
+            "1000",
+        ])
     }
+
+    /// The room-name database's path.
+    pub fn names_db_path(&self) -> PathBuf {
+        self.names_db
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("names.sqlite3"))
+    }
+
+    /// Reads the configuration from `args` (the first is the program name), the environment as
+    /// `env` reports it, and the config file that either names.
+    pub fn load(
+        args: Vec<std::ffi::OsString>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let from_args = config_file_in(&args);
+        let Some(path) = from_args.or_else(|| env("NATTER_CONFIG").map(PathBuf::from)) else {
+            return Ok(Self::try_parse_from(args)?);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let from_file = file_options(&text, &path, &env)?;
+        // The file's options go before the real ones: later occurrences win (args_override_self).
+        let mut merged = Vec::with_capacity(args.len() + from_file.len());
+        let mut args = args.into_iter();
+        merged.extend(args.next());
+        merged.extend(from_file.into_iter().map(std::ffi::OsString::from));
+        merged.extend(args);
+        Ok(Self::try_parse_from(merged)?)
+    }
+}
+
+/// The value of `--config FILE` or `--config=FILE` among `args`.
+fn config_file_in(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        if text == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    None
+}
+
+/// Turns a config file into `--option=value` arguments, leaving out options whose environment
+/// variable is set (the environment wins over the file).
+fn file_options(
+    text: &str,
+    path: &std::path::Path,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let command = Config::command();
+    let mut options = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let syntax = |problem: String| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: index + 1,
+            problem,
+        };
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| syntax("expected `option = value`".to_owned()))?;
+        let key = key.trim();
+        let argument = command
+            .get_arguments()
+            .find(|argument| argument.get_long() == Some(key) && key != "config")
+            .ok_or_else(|| syntax(format!("unknown option `{key}` (see natter --help)")))?;
+        let overridden = argument
+            .get_env()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| env(name).is_some());
+        if overridden {
+            continue;
+        }
+        for value in parse_value(value.trim()).map_err(syntax)? {
+            options.push(format!("--{key}={value}"));
+        }
+    }
+    Ok(options)
+}
+
+/// A value: bare text, a "double-quoted string", or a list `["a", "b"]` of quoted strings.
+fn parse_value(value: &str) -> Result<Vec<String>, String> {
+    let unquote = |item: &str| -> Result<String, String> {
+        let item = item.trim();
+        match item
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+        {
+            Some(inner) if !inner.contains('"') => Ok(inner.to_owned()),
+            Some(_) => Err("quotes inside a value are not supported".to_owned()),
+            None if item.contains('"') => Err(format!("unbalanced quotes in {item}")),
+            None => Ok(item.to_owned()),
+        }
+    };
+    if let Some(list) = value.strip_prefix('[') {
+        let list = list
+            .strip_suffix(']')
+            .ok_or_else(|| "a list ends with `]`".to_owned())?;
+        return list
+            .split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(unquote)
+            .collect();
+    }
+    if value.is_empty() {
+        return Err("the value is missing".to_owned());
+    }
+    Ok(vec![unquote(value)?])
 }
 
 #[cfg(test)]
@@ -175,6 +417,125 @@ mod tests {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(matches!(parse_size("2048GiB"), Err(message) if message.contains("at most")));
+    }
+
+    fn load(
+        args: &[&str],
+        env: &[(&str, &str)],
+        file: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let mut args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        args.insert(0, "natter".into());
+        let path = std::env::temp_dir().join(format!(
+            "natter-config-test-{}-{}.conf",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        if let Some(file) = file {
+            std::fs::write(&path, file).expect("write config");
+            args.push(format!("--config={}", path.display()).into());
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let result = Config::load(args, |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        });
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    #[test]
+    fn the_file_sets_defaults_the_environment_and_flags_override() {
+        let file = "# a comment\n\nlisten = \"127.0.0.1:9000\"\npow-difficulty = 7\n\
+                    ice-server = [\"stun:a.example:3478\", \"stun:b.example:3478\"]\n\
+                    group-capacity = 12\n";
+        let config = load(&[], &[], Some(file)).expect("valid");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.pow_difficulty, 7);
+        assert_eq!(config.group_capacity, 12);
+        assert_eq!(config.ice_servers.len(), 2);
+        let config = load(
+            &["--pow-difficulty", "9"],
+            &[("NATTER_GROUP_CAPACITY", "5")],
+            Some(file),
+        )
+        .expect("valid");
+        assert_eq!(config.pow_difficulty, 9, "a flag beats the file");
+        // The environment beats the file: the file's line is skipped and clap reads the variable
+        // from the real environment, which is not set here, so the default shows.
+        assert_eq!(config.group_capacity, DEFAULT_GROUP_ROOM_CAPACITY);
+    }
+
+    #[test]
+    fn file_mistakes_name_the_line() {
+        for (file, line, words) in [
+            ("listen = 127.0.0.1:1\nnonsense\n", 2, "option = value"),
+            ("\nteleport = yes\n", 2, "unknown option `teleport`"),
+            ("config = other.conf\n", 1, "unknown option `config`"),
+            ("listen = \"127.0.0.1:1\n", 1, "unbalanced"),
+            ("ice-server = [\"a\"\n", 1, "ends with"),
+            ("listen =\n", 1, "missing"),
+        ] {
+            match load(&[], &[], Some(file)) {
+                Err(ConfigError::Syntax {
+                    line: at, problem, ..
+                }) => {
+                    assert_eq!(at, line, "{file:?}");
+                    assert!(problem.contains(words), "{file:?}: {problem}");
+                }
+                other => panic!("{file:?} gave {other:?}"),
+            }
+        }
+        // A bad value is clap's to explain.
+        assert!(matches!(
+            load(&[], &[], Some("group-capacity = 1\n")),
+            Err(ConfigError::Options(_))
+        ));
+        assert!(matches!(
+            load(&["--config", "/nonexistent/natter.conf"], &[], None),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn the_sample_file_is_valid_and_lists_every_option() {
+        let sample = include_str!("../../../natter.conf.example");
+        // As shipped, every option is commented out: the defaults.
+        let config = load(&[], &[], Some(sample)).expect("the sample parses");
+        assert_eq!(config.pow_difficulty, DEFAULT_POW_DIFFICULTY);
+        // Each `#option = value` line, uncommented, is a valid setting.
+        let is_option = |line: &str| {
+            line.strip_prefix('#')
+                .and_then(|rest| rest.split_once(" = "))
+                .is_some_and(|(key, _)| {
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                })
+        };
+        let uncommented: String = sample
+            .lines()
+            .map(|line| if is_option(line) { &line[1..] } else { line })
+            .collect::<Vec<_>>()
+            .join("\n");
+        load(&[], &[], Some(&uncommented)).expect("every example value is valid");
+        for argument in Config::command().get_arguments() {
+            let Some(long) = argument.get_long() else {
+                continue;
+            };
+            if matches!(long, "config" | "help" | "version") {
+                continue;
+            }
+            assert!(
+                sample
+                    .lines()
+                    .any(|line| is_option(line) && line[1..].starts_with(&format!("{long} = "))),
+                "natter.conf.example does not list {long}"
+            );
+        }
     }
 
     #[test]

@@ -8,27 +8,32 @@
 //! sans-IO [`natter_room::Room`] ([`rooms`]); they talk over bounded channels and share no locks
 //! except the room registry's map.
 
-mod config;
+pub mod config;
+mod guard;
+mod names;
+mod pow;
 mod rate;
 mod rooms;
+mod secrets;
 mod session;
 mod web;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use natter_proto::RoomId;
+use axum::{Router, middleware};
 use natter_proto::limits::GROUP_RECONNECT_GRACE;
 use natter_proto::limits::MAX_SDP_MESSAGE_BYTES;
+use natter_proto::{RoomId, RoomName};
 use natter_room::{RoomPolicy, SessionId};
 use natter_sfu::{DriverConfig, SfuHandle};
 use tokio::net::TcpListener;
@@ -37,10 +42,14 @@ use tower_http::compression::CompressionLayer;
 
 pub use config::Config;
 
+use guard::{ClientAddress, Guard};
+use names::NameStore;
 use rooms::{Registry, RoomSettings};
 
 /// How long shutdown waits for sessions to send their close frames.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+/// How often expired room names are deleted.
+const NAME_SWEEP_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// WebSocket read buffer. tungstenite allocates it eagerly (128 KiB by default), which would
 /// dominate the memory of an idle connection; signaling messages are small, larger ones just take
 /// more reads.
@@ -48,6 +57,8 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 
 struct AppState {
     registry: Arc<Registry>,
+    guard: Arc<Guard>,
+    names: Arc<NameStore>,
     sfu: SfuHandle,
     /// Flips to true once on shutdown; every session watches it.
     stopping: watch::Sender<bool>,
@@ -81,17 +92,31 @@ pub async fn serve(
         udp = %sfu.advertised.udp.port(),
         "media relay for group rooms is listening"
     );
-    let registry = Registry::new(RoomSettings {
-        pair: RoomPolicy::pair(config.reconnect_grace()),
-        group: RoomPolicy::group(
-            config.group_capacity,
-            GROUP_RECONNECT_GRACE.min(config.reconnect_grace()),
-        ),
-        ice_servers: config.ice_servers(),
-        max_file_bytes: config.max_file_size,
-    });
+    let names_path = config.names_db_path();
+    let names = Arc::new(NameStore::open(&names_path).map_err(|error| {
+        std::io::Error::other(format!(
+            "opening the room-name database {} (--names-db, --data-dir): {error}",
+            names_path.display()
+        ))
+    })?);
+    let guard = Arc::new(Guard::new(&config).map_err(std::io::Error::other)?);
+    let registry = Registry::new(
+        RoomSettings {
+            pair: RoomPolicy::pair(config.reconnect_grace()),
+            group: RoomPolicy::group(
+                config.group_capacity,
+                GROUP_RECONNECT_GRACE.min(config.reconnect_grace()),
+            ),
+            ice_servers: config.ice_servers(),
+            max_file_bytes: config.max_file_size,
+        },
+        Arc::clone(&guard),
+    );
+    tokio::spawn(sweep_names(Arc::clone(&names)));
     let state = Arc::new(AppState {
         registry,
+        guard: Arc::clone(&guard),
+        names,
         sfu,
         stopping: watch::channel(false).0,
         connections: Arc::new(Semaphore::new(config.max_connections as usize)),
@@ -102,11 +127,13 @@ pub async fn serve(
         .route("/", get(index))
         .route("/r/{room}", get(room_page))
         .route("/g/{room}", get(group_page))
+        .route("/n/{name}", get(named_page))
         .route("/healthz", get(healthz))
         .route("/ws", get(websocket))
         .fallback(get(static_file))
         .layer(CompressionLayer::new())
-        .layer(axum::middleware::map_response(web::security_headers))
+        .layer(middleware::from_fn_with_state(guard, guard::admit_http))
+        .layer(middleware::map_response(web::security_headers))
         .with_state(Arc::clone(&state));
     let stopping = {
         let state = Arc::clone(&state);
@@ -123,9 +150,12 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopping)
+    .await?;
     // Upgraded sockets outlive the HTTP server; wait for them to say goodbye.
     let all = state.max_connections;
     let _ = tokio::time::timeout(SHUTDOWN_DRAIN, state.connections.acquire_many(all)).await;
@@ -151,6 +181,57 @@ async fn group_page(Path(room): Path<String>, headers: HeaderMap) -> Response {
     }
 }
 
+/// `/n/<name>`: the group page for a well-formed name, a redirect to the normal form of a name
+/// written another way, and the broken rule for anything else.
+async fn named_page(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match RoomName::try_from(name.clone()) {
+        Ok(normal) if normal.as_str() == name => web::asset("group.html", &headers),
+        Ok(normal) => {
+            let location = format!("/n/{}", percent_encode(normal.as_str()));
+            let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Err(error) => (
+            StatusCode::NOT_FOUND,
+            format!("That is not a room name: {error}."),
+        )
+            .into_response(),
+    }
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Deletes expired room names now and every hour.
+async fn sweep_names(names: Arc<NameStore>) {
+    let mut interval = tokio::time::interval(NAME_SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        let names = Arc::clone(&names);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        match tokio::task::spawn_blocking(move || names.sweep(now)).await {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "expired room names deleted"),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired room names"),
+        }
+    }
+}
+
 async fn static_file(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
     if path.is_empty() || path.ends_with('/') || path.split('/').any(|part| part.starts_with('.')) {
@@ -167,10 +248,28 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    Extension(ClientAddress(address)): Extension<ClientAddress>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if *state.stopping.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
     }
+    let place = match state
+        .guard
+        .admit_websocket(address, &headers, std::time::Instant::now())
+    {
+        Ok(place) => place,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let client = session::Client {
+        address,
+        guard: Arc::clone(&state.guard),
+        names: Arc::clone(&state.names),
+        _place: place,
+    };
     let Ok(permit) = Arc::clone(&state.connections).try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
@@ -189,7 +288,7 @@ async fn websocket(State(state): State<Arc<AppState>>, upgrade: WebSocketUpgrade
         .max_message_size(MAX_SDP_MESSAGE_BYTES)
         .max_frame_size(MAX_SDP_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            session::run(socket, id, registry, sfu, stopping).await;
+            session::run(socket, id, registry, sfu, client, stopping).await;
             drop(permit);
         })
 }

@@ -1,13 +1,20 @@
-//! The `natter` binary: parse the configuration, start logging, serve until SIGINT or SIGTERM.
+//! The `natter` binary: read the configuration, start logging, serve until SIGINT or SIGTERM.
 
 use anyhow::Context;
-use clap::Parser;
+use natter_server::config::ConfigError;
 use natter_server::{Config, serve};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = match Config::load(std::env::args_os().collect(), |name| {
+        std::env::var(name).ok()
+    }) {
+        Ok(config) => config,
+        // clap prints its own messages (and --help, --version) with the right exit code.
+        Err(ConfigError::Options(error)) => error.exit(),
+        Err(error) => return Err(error.into()),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -6,14 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use natter_proto::signaling::{IceServer, RoomKind};
-use natter_proto::{DisplayName, ErrorCode, PeerId, RoomId, ServerMessage};
-use natter_room::{Output, Room, RoomPolicy, SessionId};
+use natter_proto::{DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage};
+use natter_room::{AddressTag, JoinRequest, Output, Room, RoomPolicy, SessionId};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::guard::Guard;
+use crate::secrets;
 
 /// Commands a room task accepts before pushing back on senders.
 const ROOM_INBOX: usize = 256;
@@ -50,6 +54,11 @@ pub(crate) enum RoomCommand {
         name: DisplayName,
         /// The kind to create the room as, if it does not exist.
         kind: RoomKind,
+        /// Where the session connects from, for bans.
+        address: AddressTag,
+        owner_secret: Option<OwnerSecret>,
+        /// The name the room was reached by, echoed in `welcome`.
+        room_name: Option<RoomName>,
         handle: SessionHandle,
         /// The room's kind, after `welcome` was queued on the session's outbound channel.
         reply: oneshot::Sender<Result<RoomKind, ErrorCode>>,
@@ -65,6 +74,28 @@ pub(crate) enum RoomCommand {
     },
     Leave {
         session: SessionId,
+    },
+    Kick {
+        session: SessionId,
+        peer: PeerId,
+    },
+    Ban {
+        session: SessionId,
+        peer: PeerId,
+    },
+    Lock {
+        session: SessionId,
+        locked: bool,
+    },
+    SetCapacity {
+        session: SessionId,
+        capacity: u32,
+    },
+    HandOver {
+        session: SessionId,
+        peer: PeerId,
+        /// The new owner's secret, drawn by the session.
+        secret: OwnerSecret,
     },
     /// The socket ended without `leave`.
     Disconnected {
@@ -84,18 +115,38 @@ pub(crate) struct RoomSettings {
     pub max_file_bytes: u64,
 }
 
+/// Why a join did not reach a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub code: ErrorCode,
+    /// For rate limits: when to try again.
+    pub retry_after: Option<Duration>,
+}
+
+impl From<ErrorCode> for Refused {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code,
+            retry_after: None,
+        }
+    }
+}
+
 /// The live rooms.
 #[derive(Debug)]
 pub(crate) struct Registry {
     rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomCommand>>>,
     settings: RoomSettings,
+    /// The per-address limit on new rooms.
+    guard: Arc<Guard>,
 }
 
 impl Registry {
-    pub fn new(settings: RoomSettings) -> Arc<Self> {
+    pub fn new(settings: RoomSettings, guard: Arc<Guard>) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::new(HashMap::new()),
             settings,
+            guard,
         })
     }
 
@@ -116,29 +167,42 @@ impl Registry {
         self: &Arc<Self>,
         room_id: &RoomId,
         command: RoomCommand,
-    ) -> Result<mpsc::Sender<RoomCommand>, ErrorCode> {
+    ) -> Result<mpsc::Sender<RoomCommand>, Refused> {
         let mut rooms = self.lock();
-        let policy = match &command {
+        let (policy, creator) = match &command {
             RoomCommand::Join {
                 kind: RoomKind::Group,
+                address,
                 ..
-            } => self.settings.group,
-            _ => self.settings.pair,
+            } => (self.settings.group, *address),
+            RoomCommand::Join { address, .. } => (self.settings.pair, *address),
+            _ => return Err(ErrorCode::Internal.into()),
         };
         let command = match rooms.get(room_id) {
             Some(sender) => match sender.try_send(command) {
                 Ok(()) => return Ok(sender.clone()),
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(ErrorCode::ServerBusy),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(ErrorCode::ServerBusy.into()),
                 // The task ended (it cannot while registered, but a panic would do it): replace it.
                 Err(mpsc::error::TrySendError::Closed(command)) => command,
             },
             None => command,
         };
+        if let Err(wait) = self
+            .guard
+            .room_creations
+            .check(&creator, std::time::Instant::now())
+        {
+            return Err(Refused {
+                code: ErrorCode::RateLimited,
+                retry_after: Some(wait),
+            });
+        }
+        let secret = secrets::owner_secret().map_err(|_| ErrorCode::Internal)?;
         let (sender, inbox) = mpsc::channel(ROOM_INBOX);
         // A fresh channel has room for one command.
         sender.try_send(command).map_err(|_| ErrorCode::Internal)?;
         rooms.insert(room_id.clone(), sender.clone());
-        let room = Room::new(policy);
+        let room = Room::new(policy, secret);
         tokio::spawn(run_room(Arc::clone(self), room_id.clone(), room, inbox));
         Ok(sender)
     }
@@ -190,20 +254,34 @@ impl RoomTask {
                 name,
                 handle,
                 reply,
+                address,
+                owner_secret,
+                room_name,
                 kind: _,
             } => {
                 let policy = self.room.policy();
-                let result = self.room.join(now, session, peer.clone(), name);
+                let request = JoinRequest {
+                    session,
+                    peer: peer.clone(),
+                    name,
+                    address,
+                    owner_secret,
+                };
+                let result = self.room.join(now, request);
                 if let Ok(joined) = &result {
                     let welcome = ServerMessage::Welcome {
                         room: self.room_id.clone(),
                         peer,
                         kind: policy.kind,
-                        capacity: policy.capacity,
+                        capacity: joined.state.capacity,
                         peers: joined.peers.clone(),
                         ice_servers: self.settings.ice_servers.clone(),
                         resumed: joined.resumed,
                         max_file_bytes: self.settings.max_file_bytes,
+                        owner: joined.state.owner.clone(),
+                        locked: joined.state.locked,
+                        owner_secret: joined.owner_secret.clone(),
+                        room_name,
                     };
                     handle.deliver(text(&welcome));
                     self.sessions.insert(session, handle);
@@ -225,6 +303,30 @@ impl RoomTask {
                     self.send_error(session, code);
                 }
             }
+            RoomCommand::Kick { session, peer } => {
+                let result = self.room.kick(session, &peer);
+                self.report(session, result);
+            }
+            RoomCommand::Ban { session, peer } => {
+                let result = self.room.ban(session, &peer);
+                self.report(session, result);
+            }
+            RoomCommand::Lock { session, locked } => {
+                let result = self.room.lock(session, locked);
+                self.report(session, result);
+            }
+            RoomCommand::SetCapacity { session, capacity } => {
+                let result = self.room.set_capacity(session, capacity);
+                self.report(session, result);
+            }
+            RoomCommand::HandOver {
+                session,
+                peer,
+                secret,
+            } => {
+                let result = self.room.hand_over(session, &peer, secret);
+                self.report(session, result);
+            }
             RoomCommand::Leave { session } => {
                 self.room.leave(session);
                 self.sessions.remove(&session);
@@ -233,6 +335,12 @@ impl RoomTask {
                 self.room.disconnected(now, session);
                 self.sessions.remove(&session);
             }
+        }
+    }
+
+    fn report(&self, session: SessionId, result: Result<(), ErrorCode>) {
+        if let Err(code) = result {
+            self.send_error(session, code);
         }
     }
 

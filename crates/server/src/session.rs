@@ -5,18 +5,26 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use natter_proto::limits::{
-    FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES, MESSAGE_BURST,
-    MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
+    BAD_PROOF_TOLERANCE, FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES,
+    MESSAGE_BURST, MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
 };
+use natter_proto::pow::Proof;
 use natter_proto::signaling::RoomKind;
-use natter_proto::{ClientMessage, ErrorCode, PeerId, RoomId, ServerMessage, close};
-use natter_room::SessionId;
+use natter_proto::{
+    ClientMessage, DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage,
+    close,
+};
+use natter_room::{AddressTag, SessionId};
 use natter_sfu::{ClientId, Command as SfuCommand, SfuHandle};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::guard::{ConnectionPlace, Guard};
+use crate::names::NameStore;
+use crate::pow::ProofError;
 use crate::rate::TokenBucket;
-use crate::rooms::{Registry, RoomCommand, SessionHandle, close_frame, text};
+use crate::rooms::{Refused, Registry, RoomCommand, SessionHandle, close_frame, text};
+use crate::secrets;
 
 /// Messages queued for one socket before it counts as not keeping up. Signaling is sparse (a few
 /// dozen messages per connection set-up), so a full queue means the client stopped reading.
@@ -52,16 +60,42 @@ enum Stage {
     },
 }
 
+/// Where a session comes from and what it may use.
+pub(crate) struct Client {
+    /// The client's address, as a tag.
+    pub address: AddressTag,
+    pub guard: Arc<Guard>,
+    pub names: Arc<NameStore>,
+    /// The connection's place in its address's count; freed when the session ends.
+    pub _place: ConnectionPlace,
+}
+
+/// Which room a join is for.
+enum JoinTarget {
+    Id(RoomId, RoomKind),
+    Named(RoomName),
+}
+
 struct Session {
     id: SessionId,
     registry: Arc<Registry>,
     sfu: SfuHandle,
+    client: Client,
     stage: Stage,
     handle: SessionHandle,
     limiter: TokenBucket,
     dropped_messages: u32,
     last_rate_error: Option<Instant>,
     ever_joined: bool,
+    /// Joins with a missing or wrong proof so far.
+    bad_proofs: u32,
+}
+
+/// Seconds since the Unix epoch, the clock challenges and room names use.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Runs the session until the socket closes or the server shuts down.
@@ -70,6 +104,7 @@ pub(crate) async fn run(
     id: SessionId,
     registry: Arc<Registry>,
     sfu: SfuHandle,
+    client: Client,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (outbound, mut queue) = mpsc::channel(OUTBOUND_QUEUE);
@@ -79,15 +114,21 @@ pub(crate) async fn run(
         id,
         registry,
         sfu,
+        client,
         stage: Stage::AwaitingHello,
         handle: SessionHandle {
             outbound,
             too_slow: Arc::clone(&too_slow),
         },
-        limiter: TokenBucket::new(start.into_std(), MESSAGES_PER_SECOND, MESSAGE_BURST),
+        limiter: TokenBucket::new(
+            start.into_std(),
+            f64::from(MESSAGES_PER_SECOND),
+            MESSAGE_BURST,
+        ),
         dropped_messages: 0,
         last_rate_error: None,
         ever_joined: false,
+        bad_proofs: 0,
     };
     let mut ping = tokio::time::interval_at(start + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = start;
@@ -203,6 +244,15 @@ fn relayed_signal_len(payload: &serde_json::Value) -> usize {
     payload_len.saturating_add(ENVELOPE.len() + PEER_ID_MAX_LEN)
 }
 
+/// A `rate-limited` error saying when to try again.
+fn rate_limited(wait: Duration) -> ServerMessage {
+    ServerMessage::Error {
+        code: ErrorCode::RateLimited,
+        message: ErrorCode::RateLimited.default_message().to_owned(),
+        retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)),
+    }
+}
+
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
     match timeout(SEND_TIMEOUT, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
@@ -241,7 +291,8 @@ impl Session {
                 return None;
             }
             self.last_rate_error = Some(now);
-            return self.reply_error(socket, ErrorCode::RateLimited).await;
+            let reply = rate_limited(self.limiter.retry_after());
+            return self.reply(socket, &reply).await;
         }
         let message = match ClientMessage::decode(frame) {
             Ok(message)
@@ -255,10 +306,7 @@ impl Session {
                 return Some(End::Close(close::MESSAGE_TOO_BIG, None));
             }
             Err(error) => {
-                let reply = ServerMessage::Error {
-                    code: error.code,
-                    message: error.detail,
-                };
+                let reply = ServerMessage::error_with(error.code, error.detail);
                 return self.reply(socket, &reply).await;
             }
         };
@@ -277,7 +325,10 @@ impl Session {
                     version: PROTOCOL_VERSION,
                     server: concat!("natter/", env!("CARGO_PKG_VERSION")).to_owned(),
                 };
-                self.reply(socket, &hello).await
+                if let Some(end) = self.reply(socket, &hello).await {
+                    return Some(end);
+                }
+                self.send_challenge(socket).await
             }
             (ClientMessage::Ping, _) => self.reply(socket, &ServerMessage::Pong).await,
             (_, Stage::AwaitingHello) => self.reply_error(socket, ErrorCode::HelloRequired).await,
@@ -287,38 +338,31 @@ impl Session {
                     peer,
                     name,
                     kind,
+                    proof,
+                    owner_secret,
                 },
                 Stage::Ready,
             ) => {
-                let (reply, result) = oneshot::channel();
-                let command = RoomCommand::Join {
-                    session: self.id,
-                    peer: peer.clone(),
+                let target = JoinTarget::Id(room, kind);
+                self.join(socket, target, peer, name, proof, owner_secret)
+                    .await
+            }
+            (
+                ClientMessage::JoinNamed {
+                    room_name,
+                    peer,
                     name,
-                    kind,
-                    handle: self.handle.clone(),
-                    reply,
-                };
-                let joined = match self.registry.join(&room, command) {
-                    Ok(sender) => result
-                        .await
-                        .unwrap_or(Err(ErrorCode::Internal))
-                        .map(|kind| (sender, kind)),
-                    Err(code) => Err(code),
-                };
-                match joined {
-                    Ok((sender, kind)) => {
-                        self.stage = Stage::Joined {
-                            room: sender,
-                            room_id: room,
-                            peer,
-                            kind,
-                        };
-                        self.ever_joined = true;
-                        None
-                    }
-                    Err(code) => self.reply_error(socket, code).await,
-                }
+                    proof,
+                    owner_secret,
+                },
+                Stage::Ready,
+            ) => {
+                let target = JoinTarget::Named(room_name);
+                self.join(socket, target, peer, name, proof, owner_secret)
+                    .await
+            }
+            (ClientMessage::JoinNamed { .. }, Stage::Joined { .. }) => {
+                self.reply_error(socket, ErrorCode::AlreadyJoined).await
             }
             (ClientMessage::Join { .. }, Stage::Joined { .. }) => {
                 self.reply_error(socket, ErrorCode::AlreadyJoined).await
@@ -331,7 +375,8 @@ impl Session {
                     self.leave_media().await;
                 }
                 self.stage = Stage::Ready;
-                None
+                // The socket may join again, with a new proof.
+                self.send_challenge(socket).await
             }
             (
                 ClientMessage::SfuOffer { sdp, tracks },
@@ -367,12 +412,51 @@ impl Session {
                 };
                 self.forward(socket, room.clone(), command).await
             }
+            (ClientMessage::Kick { peer }, Stage::Joined { room, .. }) => {
+                let command = RoomCommand::Kick {
+                    session: self.id,
+                    peer,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::Ban { peer }, Stage::Joined { room, .. }) => {
+                let command = RoomCommand::Ban {
+                    session: self.id,
+                    peer,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::Lock { locked }, Stage::Joined { room, .. }) => {
+                let command = RoomCommand::Lock {
+                    session: self.id,
+                    locked,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::SetCapacity { capacity }, Stage::Joined { room, .. }) => {
+                let command = RoomCommand::SetCapacity {
+                    session: self.id,
+                    capacity,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::HandOver { peer }, Stage::Joined { room, .. }) => {
+                let Ok(secret) = secrets::owner_secret() else {
+                    return self.reply_error(socket, ErrorCode::Internal).await;
+                };
+                let command = RoomCommand::HandOver {
+                    session: self.id,
+                    peer,
+                    secret,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
             (ClientMessage::Signal { to, payload }, Stage::Joined { room, .. }) => {
                 if relayed_signal_len(&payload) > MAX_MESSAGE_BYTES {
-                    let reply = ServerMessage::Error {
-                        code: ErrorCode::BadMessage,
-                        message: "the payload is too large to relay".to_owned(),
-                    };
+                    let reply = ServerMessage::error_with(
+                        ErrorCode::BadMessage,
+                        "the payload is too large to relay",
+                    );
                     return self.reply(socket, &reply).await;
                 }
                 let command = RoomCommand::Signal {
@@ -382,6 +466,141 @@ impl Session {
                 };
                 self.forward(socket, room.clone(), command).await
             }
+        }
+    }
+
+    /// Sends a fresh challenge. With proofs turned off its difficulty is 0: clients follow one
+    /// path either way, and the server takes any answer.
+    async fn send_challenge(&self, socket: &mut WebSocket) -> Option<End> {
+        match self.client.guard.challenges.issue(unix_now()) {
+            Ok(challenge) => {
+                let message = ServerMessage::Challenge {
+                    token: challenge.token,
+                    difficulty: challenge.difficulty,
+                };
+                self.reply(socket, &message).await
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot issue a challenge");
+                self.reply_error(socket, ErrorCode::Internal).await
+            }
+        }
+    }
+
+    /// Checks the proof a join carries; the refusal to send if it does not hold.
+    fn proof_refusal(&self, proof: Option<&Proof>) -> Option<ServerMessage> {
+        let challenges = &self.client.guard.challenges;
+        if !challenges.enabled() {
+            return None;
+        }
+        let Some(proof) = proof else {
+            return Some(ServerMessage::error(ErrorCode::ProofRequired));
+        };
+        match challenges.verify(proof, unix_now()) {
+            Ok(()) => None,
+            Err(ProofError::Busy) => Some(ServerMessage::error(ErrorCode::ServerBusy)),
+            Err(refused) => Some(ServerMessage::error_with(
+                ErrorCode::BadProof,
+                format!("{refused}; solve the new challenge"),
+            )),
+        }
+    }
+
+    /// A join or join-named: proof first, then the name, then the room.
+    async fn join(
+        &mut self,
+        socket: &mut WebSocket,
+        target: JoinTarget,
+        peer: PeerId,
+        name: DisplayName,
+        proof: Option<Proof>,
+        owner_secret: Option<OwnerSecret>,
+    ) -> Option<End> {
+        if let Some(refusal) = self.proof_refusal(proof.as_ref()) {
+            self.bad_proofs += 1;
+            if self.bad_proofs > BAD_PROOF_TOLERANCE {
+                tracing::info!(
+                    session = self.id.0,
+                    "closing a socket that sends no valid proofs"
+                );
+                return Some(End::Close(
+                    close::POLICY_VIOLATION,
+                    Some(ErrorCode::BadProof),
+                ));
+            }
+            return self.refuse_join(socket, refusal).await;
+        }
+        let (room_id, kind, room_name) = match target {
+            JoinTarget::Id(room_id, kind) => (room_id, kind, None),
+            JoinTarget::Named(room_name) => match self.resolve(&room_name).await {
+                Ok(room_id) => (room_id, RoomKind::Group, Some(room_name)),
+                Err(code) => return self.refuse_join(socket, ServerMessage::error(code)).await,
+            },
+        };
+        let (reply, result) = oneshot::channel();
+        let command = RoomCommand::Join {
+            session: self.id,
+            peer: peer.clone(),
+            name,
+            kind,
+            address: self.client.address,
+            owner_secret,
+            room_name,
+            handle: self.handle.clone(),
+            reply,
+        };
+        let joined = match self.registry.join(&room_id, command) {
+            Ok(sender) => match result.await {
+                Ok(Ok(kind)) => Ok((sender, kind)),
+                Ok(Err(code)) => Err(Refused::from(code)),
+                Err(_) => Err(Refused::from(ErrorCode::Internal)),
+            },
+            Err(refused) => Err(refused),
+        };
+        match joined {
+            Ok((sender, kind)) => {
+                self.stage = Stage::Joined {
+                    room: sender,
+                    room_id,
+                    peer,
+                    kind,
+                };
+                self.ever_joined = true;
+                None
+            }
+            Err(Refused {
+                code: ErrorCode::RateLimited,
+                retry_after: Some(wait),
+            }) => self.refuse_join(socket, rate_limited(wait)).await,
+            Err(refused) => {
+                self.refuse_join(socket, ServerMessage::error(refused.code))
+                    .await
+            }
+        }
+    }
+
+    /// Sends the reason a join failed, then a new challenge for the next try.
+    async fn refuse_join(&self, socket: &mut WebSocket, refusal: ServerMessage) -> Option<End> {
+        if let Some(end) = self.reply(socket, &refusal).await {
+            return Some(end);
+        }
+        self.send_challenge(socket).await
+    }
+
+    /// The room id of a name, from the name store (on the blocking pool: SQLite blocks).
+    async fn resolve(&self, room_name: &RoomName) -> Result<RoomId, ErrorCode> {
+        let names = Arc::clone(&self.client.names);
+        let room_name = room_name.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || names.resolve(&room_name, unix_now())).await;
+        match resolved {
+            Ok(Ok((room_id, _))) => Ok(room_id),
+            Ok(Err(error)) => {
+                // The error names no room: SQLite's messages hold no values.
+                tracing::error!(%error, "cannot look up a room name");
+                Err(ErrorCode::Internal)
+            }
+            Err(_) => Err(ErrorCode::Internal),
         }
     }
 

@@ -104,7 +104,14 @@ async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
 
     let mut ann = server.client().await;
     ann.hello().await;
-    let welcome = ann.join(ROOM, ANN, "Ann").await;
+    let mut welcome = ann.join(ROOM, ANN, "Ann").await;
+    // The first in a room owns it, and alone gets the secret (43 characters of base64url).
+    let secret = welcome
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerSecret")
+        .unwrap();
+    assert_eq!(secret.as_str().unwrap().len(), 43, "{secret}");
     assert_eq!(
         welcome,
         json!({
@@ -117,6 +124,8 @@ async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
             "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
             "resumed": false,
             "maxFileBytes": 5_u64 << 30,
+            "owner": ANN,
+            "locked": false,
         })
     );
 
@@ -135,6 +144,8 @@ async fn the_second_peer_is_welcomed_with_the_first_and_the_first_is_told() {
             "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
             "resumed": false,
             "maxFileBytes": 5_u64 << 30,
+            "owner": ANN,
+            "locked": false,
         })
     );
     assert_eq!(
@@ -425,10 +436,9 @@ async fn every_malformed_message_gets_its_own_error_and_the_socket_stays_usable(
         client.expect_alive().await;
     }
     // None of them entered a room; a valid join still works, and unknown fields are ignored.
-    client
-        .send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann", "extra": [1]}))
+    let welcome = client
+        .join_with(json!({"room": ROOM, "peer": ANN, "name": "Ann", "extra": [1]}))
         .await;
-    let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["peer"], ANN);
 }
@@ -938,9 +948,8 @@ fn the_binary_help_names_every_option_and_its_environment_variable() {
 async fn join_group(client: &mut Client, peer: &str, name: &str) -> serde_json::Value {
     client.hello().await;
     client
-        .send(json!({"type": "join", "room": ROOM, "peer": peer, "name": name, "kind": "group"}))
-        .await;
-    client.recv().await
+        .join_with(json!({"room": ROOM, "peer": peer, "name": name, "kind": "group"}))
+        .await
 }
 
 #[tokio::test]
@@ -1069,4 +1078,500 @@ async fn sfu_offers_may_be_larger_than_other_messages_but_not_unbounded() {
     ann.send(json!({"type": "sfu-offer", "sdp": huge, "tracks": []}))
         .await;
     ann.expect_close(1009).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named rooms
+
+/// `hello`, then `join-named`; returns the next message.
+async fn join_named(
+    client: &mut Client,
+    room_name: &str,
+    peer: &str,
+    name: &str,
+) -> serde_json::Value {
+    client.hello().await;
+    client
+        .join_with(json!({"type": "join-named", "roomName": room_name, "peer": peer, "name": name}))
+        .await
+}
+
+#[tokio::test]
+async fn two_people_reach_the_same_named_room_however_they_write_its_name() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    let welcome = join_named(&mut ann, "  Team Standup", ANN, "Ann").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["kind"], "group", "{welcome}");
+    assert_eq!(welcome["roomName"], "team-standup", "{welcome}");
+    let mut bob = server.client().await;
+    let again = join_named(&mut bob, "TEAM   standup", BOB, "Bob").await;
+    assert_eq!(again["room"], welcome["room"], "{again}");
+    assert_eq!(again["peers"], json!([{"peer": ANN, "name": "Ann"}]));
+    // Another name is another room.
+    let mut cat = server.client().await;
+    let other = join_named(&mut cat, "team-standup-2", CAT, "Cat").await;
+    assert_ne!(other["room"], welcome["room"]);
+}
+
+#[tokio::test]
+async fn a_bad_room_name_gets_invalid_room_name_with_the_rule() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.hello().await;
+    for bad in ["ab", "a/b/c", "-dash", "😀😀😀"] {
+        ann.send(json!({"type": "join-named", "roomName": bad, "peer": ANN, "name": "Ann"}))
+            .await;
+        let reply = ann.recv().await;
+        assert_error(&reply, "invalid-room-name");
+        assert!(
+            reply["message"].as_str().unwrap().contains("room name"),
+            "{reply}"
+        );
+    }
+    ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn a_named_room_keeps_its_id_across_a_restart() {
+    let directory =
+        std::env::temp_dir().join(format!("natter-names-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    let config = || {
+        let mut config = Config::for_tests();
+        config.names_db = Some(directory.join("names.sqlite3"));
+        config
+    };
+    let server = Server::start_with(config()).await;
+    let mut ann = server.client().await;
+    let before = join_named(&mut ann, "book-club", ANN, "Ann").await["room"].clone();
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+    let server = Server::start_with(config()).await;
+    let mut ann = server.client().await;
+    let after = join_named(&mut ann, "Book Club", ANN, "Ann").await["room"].clone();
+    assert_eq!(before, after);
+    assert!(before.as_str().is_some_and(|id| id.len() == 22), "{before}");
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[tokio::test]
+async fn the_named_room_page_is_served_for_normal_names_and_others_are_redirected_or_refused() {
+    let server = Server::start().await;
+    let page = http_get(server.addr, "/n/team-standup", &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("group-room.js"));
+    let moved = http_get(server.addr, "/n/Caf%C3%A9%20Chat", &[]).await;
+    assert_eq!(moved.status, 308);
+    assert_eq!(moved.header("location"), Some("/n/caf%C3%A9-chat"));
+    let refused = http_get(server.addr, "/n/a%2Fb", &[]).await;
+    assert_eq!(refused.status, 404);
+    assert!(String::from_utf8_lossy(&refused.body).contains("only letters"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proof of work
+
+#[tokio::test]
+async fn a_join_needs_a_proof_and_each_refusal_brings_a_new_challenge() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.hello().await;
+    let first = ann.take_challenge().await;
+    ann.send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann"}))
+        .await;
+    ann.expect_error("proof-required").await;
+    // A wrong number for the new challenge.
+    let second = ann.take_challenge().await;
+    assert_ne!(first.0, second.0, "a new token");
+    let wrong = (0..)
+        .find(|&nonce| !natter_proto::pow::meets_difficulty(&second.0, nonce, second.1))
+        .unwrap();
+    ann.send(
+        json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann",
+        "proof": {"challenge": second.0, "nonce": wrong}}),
+    )
+    .await;
+    let reply = ann.recv().await;
+    assert_error(&reply, "bad-proof");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not solve"),
+        "{reply}"
+    );
+    // A forged token: the difficulty edited down.
+    let third = ann.take_challenge().await;
+    let forged = third.0.replacen(&format!(".{}.", third.1), ".1.", 1);
+    ann.send(
+        json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann",
+        "proof": {"challenge": forged, "nonce": 0}}),
+    )
+    .await;
+    let reply = ann.recv().await;
+    assert_error(&reply, "bad-proof");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("not one this server issued"),
+        "{reply}"
+    );
+    // The right answer gets in.
+    let welcome = ann.join(ROOM, ANN, "Ann").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+#[tokio::test]
+async fn a_proof_works_once() {
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.hello().await;
+    let proof = ann.proof().await;
+    ann.send(
+        json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann", "proof": proof.clone()}),
+    )
+    .await;
+    assert_eq!(ann.recv().await["type"], "welcome");
+    let mut copycat = server.client().await;
+    copycat.hello().await;
+    copycat
+        .send(
+            json!({"type": "join", "room": OTHER_ROOM, "peer": CAT, "name": "Cat", "proof": proof}),
+        )
+        .await;
+    let reply = copycat.recv().await;
+    assert_error(&reply, "bad-proof");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("already been used"),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_that_keeps_sending_bad_proofs_is_closed() {
+    let server = Server::start().await;
+    let mut bot = server.client().await;
+    bot.hello().await;
+    for _ in 0..natter_proto::limits::BAD_PROOF_TOLERANCE {
+        bot.send(json!({"type": "join", "room": ROOM, "peer": CAT, "name": "Bot"}))
+            .await;
+        bot.expect_error("proof-required").await;
+    }
+    bot.send(json!({"type": "join", "room": ROOM, "peer": CAT, "name": "Bot"}))
+        .await;
+    bot.expect_error("bad-proof").await;
+    bot.expect_close(1008).await;
+}
+
+#[tokio::test]
+async fn with_difficulty_zero_no_proof_is_needed() {
+    let mut config = Config::for_tests();
+    config.pow_difficulty = 0;
+    let server = Server::start_with(config).await;
+    let mut ann = server.client().await;
+    ann.hello().await;
+    let (_, difficulty) = ann.take_challenge().await;
+    assert_eq!(difficulty, 0);
+    ann.send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann"}))
+        .await;
+    assert_eq!(ann.recv().await["type"], "welcome");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owners and moderation
+
+/// A client that says it comes from `ip`, through the trusted proxy header.
+async fn client_from(server: &Server, ip: &str) -> Client {
+    Client::connect_with(server.addr, &[("x-real-ip", ip)])
+        .await
+        .unwrap()
+}
+
+fn proxied_config() -> Config {
+    let mut config = Config::for_tests();
+    config.client_ip_header = Some("X-Real-IP".to_owned());
+    config
+}
+
+/// Ann (owner, from 192.0.2.1) and Bob (from 192.0.2.2) in a group room; Ann's secret.
+async fn owned_room(server: &Server) -> (Client, Client, String) {
+    let mut ann = client_from(server, "192.0.2.1").await;
+    let welcome = join_group(&mut ann, ANN, "Ann").await;
+    assert_eq!(welcome["owner"], ANN, "{welcome}");
+    let secret = welcome["ownerSecret"].as_str().unwrap().to_owned();
+    let mut bob = client_from(server, "192.0.2.2").await;
+    let welcome = join_group(&mut bob, BOB, "Bob").await;
+    assert_eq!(welcome["owner"], ANN, "{welcome}");
+    assert!(
+        welcome.get("ownerSecret").is_none(),
+        "only the owner gets it: {welcome}"
+    );
+    ann.recv().await; // peer-joined
+    (ann, bob, secret)
+}
+
+#[tokio::test]
+async fn only_the_owner_may_moderate() {
+    let server = Server::start_with(proxied_config()).await;
+    let (_ann, mut bob, _) = owned_room(&server).await;
+    for message in [
+        json!({"type": "kick", "peer": ANN}),
+        json!({"type": "ban", "peer": ANN}),
+        json!({"type": "lock", "locked": true}),
+        json!({"type": "set-capacity", "capacity": 3}),
+        json!({"type": "hand-over", "peer": BOB}),
+    ] {
+        bob.send(message.clone()).await;
+        let reply = bob.recv().await;
+        assert_error(&reply, "not-owner");
+    }
+}
+
+#[tokio::test]
+async fn a_kicked_person_is_told_why_and_the_others_see_it() {
+    let server = Server::start_with(proxied_config()).await;
+    let (mut ann, mut bob, _) = owned_room(&server).await;
+    ann.send(json!({"type": "kick", "peer": BOB})).await;
+    bob.expect_error("kicked").await;
+    bob.expect_close(4004).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": "kicked"})
+    );
+    // A kick is not a ban.
+    let mut bob = client_from(&server, "192.0.2.2").await;
+    assert_eq!(join_group(&mut bob, BOB, "Bob").await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn a_banned_person_cannot_return_even_with_a_fresh_identity_from_the_same_address() {
+    let server = Server::start_with(proxied_config()).await;
+    let (mut ann, mut bob, _) = owned_room(&server).await;
+    ann.send(json!({"type": "ban", "peer": BOB})).await;
+    bob.expect_error("banned").await;
+    bob.expect_close(4005).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": "banned"})
+    );
+    let mut again = client_from(&server, "192.0.2.2").await;
+    assert_error(&join_group(&mut again, BOB, "Bob").await, "banned");
+    let mut fresh = client_from(&server, "192.0.2.2").await;
+    assert_error(&join_group(&mut fresh, DAN, "Not Bob").await, "banned");
+    let mut same_id_elsewhere = client_from(&server, "198.51.100.7").await;
+    assert_error(
+        &join_group(&mut same_id_elsewhere, BOB, "Bob").await,
+        "banned",
+    );
+    let mut cat = client_from(&server, "192.0.2.3").await;
+    assert_eq!(join_group(&mut cat, CAT, "Cat").await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn the_owner_locks_the_room_and_comes_back_with_the_secret() {
+    let server = Server::start_with(proxied_config()).await;
+    let (mut ann, mut bob, secret) = owned_room(&server).await;
+    ann.send(json!({"type": "lock", "locked": true})).await;
+    let state = json!({"type": "room-state", "owner": ANN, "locked": true, "capacity": 32});
+    assert_eq!(ann.recv().await, state);
+    assert_eq!(bob.recv().await, state);
+    let mut cat = client_from(&server, "192.0.2.3").await;
+    assert_error(&join_group(&mut cat, CAT, "Cat").await, "room-locked");
+    // Ann leaves and returns from another device: the secret makes her owner, past the lock.
+    ann.send(json!({"type": "leave"})).await;
+    bob.recv().await; // peer-left
+    let mut ann_again = client_from(&server, "192.0.2.9").await;
+    ann_again.hello().await;
+    let welcome = ann_again
+        .join_with(
+            json!({"room": ROOM, "peer": DAN, "name": "Ann", "kind": "group",
+            "ownerSecret": secret}),
+        )
+        .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["owner"], DAN, "{welcome}");
+    ann_again
+        .send(json!({"type": "lock", "locked": false}))
+        .await;
+    let mut cat = client_from(&server, "192.0.2.3").await;
+    // Bob hears of the newcomer, the new owner, then of the unlock; then Cat gets in.
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "peer-joined", "peer": DAN, "name": "Ann"})
+    );
+    assert_eq!(
+        bob.recv().await,
+        json!({"type": "room-state", "owner": DAN, "locked": true, "capacity": 32})
+    );
+    loop {
+        let message = bob.recv().await;
+        if message["type"] == "room-state" {
+            assert_eq!(message["locked"], false, "{message}");
+            break;
+        }
+    }
+    assert_eq!(join_group(&mut cat, CAT, "Cat").await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn the_owner_sets_the_capacity_and_hands_ownership_on() {
+    let server = Server::start_with(proxied_config()).await;
+    let (mut ann, mut bob, _) = owned_room(&server).await;
+    ann.send(json!({"type": "set-capacity", "capacity": 1}))
+        .await;
+    ann.expect_error("invalid-capacity").await;
+    ann.send(json!({"type": "set-capacity", "capacity": 3}))
+        .await;
+    assert_eq!(ann.recv().await["capacity"], 3);
+    let mut cat = client_from(&server, "192.0.2.3").await;
+    assert_eq!(join_group(&mut cat, CAT, "Cat").await["capacity"], 3);
+    let mut dan = client_from(&server, "192.0.2.4").await;
+    assert_error(&join_group(&mut dan, DAN, "Dan").await, "room-full");
+    // Hand-over: Bob gets a secret of his own, everyone learns the new owner.
+    ann.send(json!({"type": "hand-over", "peer": BOB})).await;
+    let mut bob_secret = None;
+    let mut bob_state = None;
+    while bob_secret.is_none() || bob_state.is_none() {
+        let message = bob.recv().await;
+        match message["type"].as_str() {
+            Some("owner-secret") => bob_secret = Some(message["secret"].clone()),
+            Some("room-state") if message["owner"] == BOB => bob_state = Some(message),
+            _ => {}
+        }
+    }
+    assert_eq!(bob_secret.unwrap().as_str().map(str::len), Some(43));
+    ann.send(json!({"type": "lock", "locked": true})).await;
+    loop {
+        let message = ann.recv().await;
+        if message["type"] == "error" {
+            assert_error(&message, "not-owner");
+            break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits, origins and proxies
+
+#[tokio::test]
+async fn http_requests_over_the_per_address_limit_get_429_with_retry_after() {
+    let mut config = Config::for_tests();
+    config.http_per_minute = 60;
+    config.http_burst = 5;
+    let server = Server::start_with(config).await;
+    for _ in 0..5 {
+        assert_eq!(http_get(server.addr, "/", &[]).await.status, 200);
+    }
+    let refused = http_get(server.addr, "/", &[]).await;
+    assert_eq!(refused.status, 429);
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // Health checks are not counted.
+    assert_eq!(http_get(server.addr, "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn websocket_upgrades_and_open_connections_are_limited_per_address() {
+    let mut config = proxied_config();
+    config.ws_per_minute = 60;
+    config.ws_burst = 4;
+    config.max_connections_per_ip = 2;
+    let server = Server::start_with(config).await;
+    let first = client_from(&server, "192.0.2.1").await;
+    let _second = client_from(&server, "192.0.2.1").await;
+    let refused = Client::connect_with(server.addr, &[("x-real-ip", "192.0.2.1")]).await;
+    assert_eq!(refused.err(), Some(429), "a third open connection");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _third = client_from(&server, "192.0.2.1").await;
+    // Four upgrades spent the burst (the refused one counted too).
+    let refused = Client::connect_with(server.addr, &[("x-real-ip", "192.0.2.1")]).await;
+    assert_eq!(refused.err(), Some(429), "over the upgrade rate");
+    // Another address is not affected.
+    client_from(&server, "192.0.2.2").await.expect_alive().await;
+}
+
+#[tokio::test]
+async fn room_creation_is_limited_per_address_with_a_retry_time() {
+    let mut config = proxied_config();
+    config.rooms_per_minute = 6;
+    config.rooms_burst = 2;
+    let server = Server::start_with(config).await;
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    ann.enter(ROOM, ANN, "Ann").await;
+    let mut bob = client_from(&server, "192.0.2.1").await;
+    bob.enter(OTHER_ROOM, BOB, "Bob").await;
+    let mut cat = client_from(&server, "192.0.2.1").await;
+    cat.hello().await;
+    let refused = cat.join("room-CCCCCCCCCCCCCCCCC", CAT, "Cat").await;
+    assert_error(&refused, "rate-limited");
+    let retry = refused["retryAfterMs"].as_u64().unwrap();
+    assert!((9_000..=10_000).contains(&retry), "{refused}");
+    // Joining a room that exists is not creating one.
+    let welcome = cat.join(ROOM, CAT, "Cat").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // Another address may create rooms.
+    let mut dan = client_from(&server, "192.0.2.4").await;
+    dan.enter("room-DDDDDDDDDDDDDDDDD", DAN, "Dan").await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_socket_is_told_when_to_retry() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    for _ in 0..MESSAGE_BURST {
+        client.send(json!({"type": "ping"})).await;
+    }
+    let mut limited = None;
+    while limited.is_none() {
+        let message = client.recv().await;
+        if message["type"] == "error" {
+            limited = Some(message);
+        }
+    }
+    let limited = limited.unwrap();
+    assert_error(&limited, "rate-limited");
+    let retry = limited["retryAfterMs"].as_u64().unwrap();
+    assert!((1..=50).contains(&retry), "{limited}");
+}
+
+#[tokio::test]
+async fn pages_from_other_origins_may_not_connect() {
+    let mut config = Config::for_tests();
+    config.allowed_origins = vec!["https://chat.example.org".to_owned()];
+    let server = Server::start_with(config).await;
+    let own = format!("http://{}", server.addr);
+    assert!(
+        Client::connect_with(server.addr, &[("origin", &own)])
+            .await
+            .is_ok()
+    );
+    assert!(
+        Client::connect_with(server.addr, &[("origin", "https://chat.example.org")])
+            .await
+            .is_ok()
+    );
+    let refused = Client::connect_with(server.addr, &[("origin", "https://evil.example")]).await;
+    assert_eq!(refused.err(), Some(403));
+}
+
+#[tokio::test]
+async fn behind_a_proxy_a_request_without_the_address_header_is_refused() {
+    let server = Server::start_with(proxied_config()).await;
+    assert_eq!(http_get(server.addr, "/", &[]).await.status, 400);
+    assert_eq!(
+        http_get(server.addr, "/", &[("X-Real-IP", "192.0.2.1")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        Client::connect_with(server.addr, &[]).await.err(),
+        Some(400)
+    );
 }

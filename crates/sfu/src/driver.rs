@@ -236,10 +236,10 @@ impl Driver {
                 let result = self.sfu.offer(now, client, &room, &peer, &sdp, &tracks);
                 if let Err(error) = result {
                     tracing::debug!(client = client.0, %error, "offer refused");
-                    deliver(ServerMessage::Error {
-                        code: ErrorCode::BadOffer,
-                        message: error.to_string(),
-                    });
+                    deliver(ServerMessage::error_with(
+                        ErrorCode::BadOffer,
+                        error.to_string(),
+                    ));
                 }
                 self.delivers.insert(client, deliver);
             }

@@ -879,10 +879,10 @@ impl Sfu {
             Err(error) => {
                 self.outputs.push_back(Output::Signal {
                     client: id,
-                    message: ServerMessage::Error {
-                        code: ErrorCode::BadMessage,
-                        message: format!("a relayed message was dropped: {error}"),
-                    },
+                    message: ServerMessage::error_with(
+                        ErrorCode::BadMessage,
+                        format!("a relayed message was dropped: {error}"),
+                    ),
                 });
                 return;
             }
@@ -936,11 +936,10 @@ impl Sfu {
         if dropped {
             self.outputs.push_back(Output::Signal {
                 client: id,
-                message: ServerMessage::Error {
-                    code: ErrorCode::ServerBusy,
-                    message: "a relayed message was dropped: the recipient is not keeping up"
-                        .to_owned(),
-                },
+                message: ServerMessage::error_with(
+                    ErrorCode::ServerBusy,
+                    "a relayed message was dropped: the recipient is not keeping up",
+                ),
             });
         }
     }

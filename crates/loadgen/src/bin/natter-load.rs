@@ -335,12 +335,9 @@ async fn participant(
         .await
         .with_context(|| format!("connecting to {ws_url}"))?;
     let send = |value: Value| Message::Text(value.to_string().into());
+    // The join follows the server's challenge, solved here (see docs/protocol.md).
     ws.send(send(json!({"type": "hello", "version": 1})))
         .await?;
-    ws.send(send(
-        json!({"type": "join", "room": room, "peer": peer, "name": peer, "kind": "group"}),
-    ))
-    .await?;
     let udp = bound_udp("127.0.0.1:0".parse()?)?;
     let addr = udp.local_addr()?;
     let mut participant = Participant::new(Instant::now(), epoch, addr, publish);
@@ -370,6 +367,15 @@ async fn participant(
                 };
                 let value: Value = serde_json::from_str(text.as_str())?;
                 match value["type"].as_str() {
+                    Some("challenge") if !welcomed => {
+                        let token = value["token"].as_str().unwrap_or_default();
+                        let difficulty = value["difficulty"].as_u64().unwrap_or(0);
+                        let nonce = natter_proto::pow::solve(token, difficulty);
+                        let proof = json!({"challenge": token, "nonce": nonce});
+                        ws.send(send(json!({"type": "join", "room": room, "peer": peer,
+                            "name": peer, "kind": "group", "proof": proof})))
+                        .await?;
+                    }
                     Some("welcome") => welcomed = true,
                     Some("sfu-answer") => {
                         if std::env::var_os("NATTER_LOAD_SDP_SIZES").is_some() {

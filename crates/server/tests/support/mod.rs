@@ -85,8 +85,12 @@ pub enum Event {
 }
 
 /// A signaling client: one WebSocket, JSON in and out.
+///
+/// `challenge` messages are taken aside as they arrive (tests about other messages need not
+/// skip them); [`Client::proof`] solves the latest.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    challenge: Option<(String, u64)>,
 }
 
 impl Client {
@@ -95,7 +99,70 @@ impl Client {
             .await
             .unwrap();
         assert_eq!(response.status(), 101);
-        Self { ws }
+        Self {
+            ws,
+            challenge: None,
+        }
+    }
+
+    /// Connects with extra request headers (an `Origin`, a proxy's address header); returns the
+    /// HTTP status when the upgrade is refused.
+    pub async fn connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                challenge: None,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(error) => panic!("connecting failed: {error}"),
+        }
+    }
+
+    /// The latest challenge, waiting for it if none has arrived yet.
+    pub async fn take_challenge(&mut self) -> (String, u64) {
+        if let Some(challenge) = self.challenge.take() {
+            return challenge;
+        }
+        match self.next_event_or_challenge(RECV_TIMEOUT, true).await {
+            Some(other) => panic!("expected a challenge, got {other:?}"),
+            None => self
+                .challenge
+                .take()
+                .unwrap_or_else(|| panic!("no challenge within {RECV_TIMEOUT:?}")),
+        }
+    }
+
+    /// A proof for the latest challenge, as `join` carries it.
+    pub async fn proof(&mut self) -> Value {
+        let (token, difficulty) = self.take_challenge().await;
+        let nonce = natter_proto::pow::solve(&token, difficulty);
+        json!({"challenge": token, "nonce": nonce})
+    }
+
+    /// A proof if a challenge is here or about to be (one follows `hello` and every refused
+    /// join); none on a socket that has already joined, where the server sends none.
+    async fn proof_if_challenged(&mut self) -> Option<Value> {
+        if self.challenge.is_none()
+            && let Some(event) = self
+                .next_event_or_challenge(Duration::from_millis(300), true)
+                .await
+        {
+            panic!("expected a challenge or nothing, got {event:?}");
+        }
+        let (token, difficulty) = self.challenge.take()?;
+        let nonce = natter_proto::pow::solve(&token, difficulty);
+        Some(json!({"challenge": token, "nonce": nonce}))
     }
 
     /// Sends `value` as one text frame.
@@ -121,6 +188,16 @@ impl Client {
     /// The next text message, close or end of stream, skipping WebSocket pings and pongs.
     /// `None` if nothing arrived within `within`.
     pub async fn next_event_within(&mut self, within: Duration) -> Option<Event> {
+        self.next_event_or_challenge(within, false).await
+    }
+
+    /// As [`Client::next_event_within`]; with `stop_at_challenge`, also returns `None` as soon as
+    /// a challenge has been taken aside.
+    async fn next_event_or_challenge(
+        &mut self,
+        within: Duration,
+        stop_at_challenge: bool,
+    ) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let frame = match tokio::time::timeout_at(deadline, self.ws.next()).await {
@@ -129,8 +206,16 @@ impl Client {
             };
             return Some(match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let value = serde_json::from_str(text.as_str())
+                    let value: Value = serde_json::from_str(text.as_str())
                         .unwrap_or_else(|error| panic!("server sent non-JSON {text:?}: {error}"));
+                    if value["type"] == "challenge" {
+                        let token = value["token"].as_str().unwrap().to_owned();
+                        self.challenge = Some((token, value["difficulty"].as_u64().unwrap()));
+                        if stop_at_challenge {
+                            return None;
+                        }
+                        continue;
+                    }
                     Event::Message(value)
                 }
                 Some(Ok(Message::Close(frame))) => Event::Closed(frame.map(|f| u16::from(f.code))),
@@ -203,12 +288,27 @@ impl Client {
         let reply = self.recv().await;
         assert_eq!(reply["type"], "hello", "{reply}");
         assert_eq!(reply["version"], 1, "{reply}");
+        // The challenge follows at once; keep it for the join.
+        let challenge = self.take_challenge().await;
+        self.challenge = Some(challenge);
     }
 
-    /// Sends `join` and returns the next message (normally `welcome`).
+    /// Sends `join` with a solved proof and returns the next message (normally `welcome`).
     pub async fn join(&mut self, room: &str, peer: &str, name: &str) -> Value {
-        self.send(json!({"type": "join", "room": room, "peer": peer, "name": name}))
-            .await;
+        self.join_with(json!({"room": room, "peer": peer, "name": name}))
+            .await
+    }
+
+    /// Sends a `join` made of `fields` (with `type` and a proof added) and returns the next
+    /// message.
+    pub async fn join_with(&mut self, mut fields: Value) -> Value {
+        if fields.get("type").is_none() {
+            fields["type"] = json!("join");
+        }
+        if let Some(proof) = self.proof_if_challenged().await {
+            fields["proof"] = proof;
+        }
+        self.send(fields).await;
         self.recv().await
     }
 

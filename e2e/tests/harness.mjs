@@ -3,10 +3,11 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
@@ -28,12 +29,33 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * Starts natter and resolves once it prints its URL.
- * @param {{ listen?: string, args?: string[] }} [options]
+ * Every browser in these tests connects from 127.0.0.1, so the per-address limits meant for one
+ * person would count a whole test file's people as one: raised here (the Rust tests check the
+ * limits themselves, and the moderation tests run with the defaults).
+ */
+export const ONE_ADDRESS_FOR_EVERYONE = [
+  '--http-per-minute', '60000', '--http-burst', '5000',
+  '--ws-per-minute', '6000', '--ws-burst', '500',
+  '--rooms-per-minute', '6000', '--rooms-burst', '500',
+  '--max-connections-per-ip', '1000',
+];
+
+/**
+ * Starts natter and resolves once it prints its URL. Room names go to `dataDir` (a fresh
+ * temporary directory unless given, so a test can restart a server on the same one).
+ * @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[] }} [options]
+ *   `limits` replaces ONE_ADDRESS_FOR_EVERYONE (`[]`: the server's defaults)
  */
 export async function startServer(options = {}) {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'natter-e2e-'));
   // The media relay's port too is picked by the system, so test files can run side by side.
-  const args = ['--listen', options.listen ?? '127.0.0.1:0', '--rtc-port', '0', ...(options.args ?? [])];
+  const args = [
+    '--listen', options.listen ?? '127.0.0.1:0',
+    '--rtc-port', '0',
+    '--data-dir', dataDir,
+    ...(options.limits ?? ONE_ADDRESS_FOR_EVERYONE),
+    ...(options.args ?? []),
+  ];
   const child = spawn(NATTER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
@@ -58,10 +80,13 @@ export async function startServer(options = {}) {
   return {
     url: /** @type {string} */ (url),
     child,
+    dataDir,
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

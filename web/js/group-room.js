@@ -15,6 +15,9 @@ import { GroupView } from './group-view.js';
 import { FileTransfers } from './files.js';
 import { FileHasher, FileStore } from './file-store.js';
 import { FileCards, acceptFiles, fileHandlers, offerRefusal } from './file-cards.js';
+import { Ownership } from './moderation.js';
+import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
+import { FINAL_STATUS, finalStatus, showProofProgress } from './room-controls.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -36,10 +39,6 @@ const STATUS = Object.freeze({
   connecting: 'Connecting…',
   connected: 'Connected through the server',
   unreachable: 'Server unreachable — retrying…',
-  full: 'This room is full',
-  replaced: 'This room is open in another tab or window',
-  outdated: 'This page is out of date — reload it',
-  invalid: 'This is not a valid room link',
   pair: 'This is a pair room: opening it as one…',
 });
 
@@ -63,6 +62,12 @@ const self = { peer: '', name: '', state: null };
 
 /** @type {SfuLink | null} */
 let link = null;
+
+/** @type {import('./signaling.js').Signaling | null} */
+let signalingRef = null;
+/** Where this room's owner secret is kept; set once the page knows the room. */
+let secretKey = '';
+const ownership = new Ownership('group', () => secretKey, () => signalingRef);
 
 // Files: in a group room a file goes to each person as a transfer of its own (the same protocol
 // as pair rooms, relayed to one recipient), so each person has their own transfers object.
@@ -126,6 +131,7 @@ function render() {
     speaker: view.speaker,
     available: view.channelOpen,
   });
+  ownership.render({ self, others: [...people.values()], available: view.signaling === 'joined' && !view.final });
   document.title = `Group room (${count + 1}) · Natter`;
 }
 
@@ -150,12 +156,21 @@ function showMessage(message) {
 let chat = null;
 
 async function main() {
-  const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
-  if (!protocol.isRoomId(roomId)) {
-    view.final = STATUS.invalid;
+  // A group room is reached by id (/g/<id>) or by name (/n/<name>); a named room's id is learned
+  // from the first welcome.
+  const byName = location.pathname.startsWith('/n/');
+  const roomName = byName ? protocol.roomNameFromPath(location.pathname) : null;
+  let roomId = byName ? '' : decodeURIComponent(location.pathname.split('/')[2] ?? '');
+  if (byName ? !roomName : !protocol.isRoomId(roomId)) {
+    view.final = byName ? FINAL_STATUS.invalidName : FINAL_STATUS.invalid;
     render();
     return;
   }
+  /** @type {(id: string) => void} */
+  let roomIdLearned = () => {};
+  /** @type {Promise<string>} */
+  const roomIdKnown = roomName ? new Promise((resolve) => (roomIdLearned = resolve)) : Promise.resolve(roomId);
+  secretKey = ownerKey({ room: roomId, roomName });
   const identityLoading = loadIdentity();
   let maxFileBytes = protocol.DEFAULT_MAX_FILE_BYTES;
   /** @type {RTCCertificate | null} */
@@ -229,15 +244,18 @@ async function main() {
   };
 
   const signaling = new Signaling(
-    { url: url.href, room: roomId, kind: 'group', identity: identityLoading },
     {
+      url: url.href,
+      ...(roomName ? { roomName } : { room: roomId, kind: /** @type {const} */ ('group') }),
+      identity: identityLoading,
+      ownerSecret: () => loadOwnerSecret(secretKey),
+    },
+    {
+      onProof: showProofProgress,
       onState: (state, detail) => {
         view.signaling = state;
         if (state === 'stopped') {
-          if (detail?.error === 'room-full') view.final = STATUS.full;
-          else if (detail?.error === 'invalid-room-id') view.final = STATUS.invalid;
-          else if (detail?.code === protocol.CLOSE.REPLACED) view.final = STATUS.replaced;
-          else if (detail?.code === protocol.CLOSE.UNSUPPORTED_VERSION) view.final = STATUS.outdated;
+          view.final = finalStatus(detail) ?? view.final;
           if (view.final) {
             link?.close();
             link = null;
@@ -254,8 +272,13 @@ async function main() {
         render();
       },
       onMessage: (message) => {
+        ownership.handle(message);
         switch (message.type) {
           case 'welcome':
+            if (roomName && !roomId) {
+              roomId = message.room;
+              roomIdLearned(roomId);
+            }
             if (message.kind === 'pair') {
               // The link said group, but this room is a pair room: open it as what it is.
               view.final = STATUS.pair;
@@ -272,7 +295,7 @@ async function main() {
               filesFor?.(person);
             }
             maxFileBytes = message.maxFileBytes;
-            touchRoom(roomId, { kind: 'group' });
+            touchRoom(roomId, roomName ? { kind: 'group', roomName } : { kind: 'group' });
             openLink();
             break;
           case 'peer-joined': {
@@ -313,7 +336,11 @@ async function main() {
     },
   );
 
-  wireShareButton(protocol.roomPath(roomId, 'group'), 'Link copied. Send it to the people you want to talk to.');
+  signalingRef = signaling;
+  wireShareButton(
+    roomName ? protocol.namedRoomPath(roomName) : protocol.roomPath(roomId, 'group'),
+    'Link copied. Send it to the people you want to talk to.',
+  );
   wireComposer({
     form: messageForm,
     input: messageInput,
@@ -336,6 +363,17 @@ async function main() {
   const identity = await identityLoading;
   self.name = identity.name;
   nameInput.value = identity.name;
+  wireNameForm(async (name) => {
+    identity.name = name;
+    self.name = name;
+    chat?.rename(name);
+    for (const files of filesByPeer.values()) files.self = { ...files.self, name };
+    await saveIdentity(identity);
+    signaling.rename(name);
+    render();
+  });
+  // Chat history and stored files are kept by room id, which a named room has only once joined.
+  await roomIdKnown;
   const roomChat = new Chat(
     { room: roomId, self: identity },
     {
@@ -382,15 +420,6 @@ async function main() {
   for (const message of [...roomChat.messages.values()].sort((a, b) => a.seq - b.seq)) showMessage(message);
   render();
 
-  wireNameForm(async (name) => {
-    identity.name = name;
-    self.name = name;
-    chat?.rename(name);
-    for (const files of filesByPeer.values()) files.self = { ...files.self, name };
-    await saveIdentity(identity);
-    signaling.rename(name);
-    render();
-  });
 }
 
 main();

@@ -1,6 +1,6 @@
-// The home page: create a room, or open one from a pasted link or id.
+// The home page: create a room, open one from a pasted link or id, or open a named room.
 
-import { newRoomId, roomFromLink, roomPath } from './protocol.js';
+import { namedRoomPath, newRoomId, normalizeRoomName, roomFromLink, roomPath } from './protocol.js';
 import { listRooms, removeRoom, roomLabel } from './recent.js';
 
 const createButton = /** @type {HTMLButtonElement} */ (document.getElementById('create-room'));
@@ -31,6 +31,27 @@ linkInput.addEventListener('input', () => {
   linkInput.removeAttribute('aria-invalid');
 });
 
+const namedForm = /** @type {HTMLFormElement} */ (document.getElementById('named-form'));
+const nameInput = /** @type {HTMLInputElement} */ (document.getElementById('room-name'));
+const nameError = /** @type {HTMLElement} */ (document.getElementById('room-name-error'));
+
+namedForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const result = normalizeRoomName(nameInput.value);
+  if ('error' in result) {
+    nameError.textContent = result.error;
+    nameInput.setAttribute('aria-invalid', 'true');
+    nameInput.focus();
+    return;
+  }
+  location.assign(namedRoomPath(result.name));
+});
+
+nameInput.addEventListener('input', () => {
+  nameError.textContent = '';
+  nameInput.removeAttribute('aria-invalid');
+});
+
 const recentList = /** @type {HTMLUListElement} */ (document.getElementById('recent-rooms'));
 const recentEmpty = /** @type {HTMLElement} */ (document.getElementById('recent-empty'));
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -43,7 +64,7 @@ async function showRecentRooms() {
     ...rooms.map((entry) => {
       const item = document.createElement('li');
       const link = document.createElement('a');
-      link.href = roomPath(entry.room, entry.kind);
+      link.href = entry.roomName ? namedRoomPath(entry.roomName) : roomPath(entry.room, entry.kind);
       link.textContent = roomLabel(entry);
       const details = document.createElement('span');
       details.className = 'details';

@@ -6,6 +6,9 @@ export const ROOM_ID_LENGTH = 22;
 export const PEER_ID_MIN = 16;
 export const PEER_ID_MAX = 64;
 export const NAME_MAX_CHARS = 48;
+export const ROOM_NAME_MIN_CHARS = 3;
+export const ROOM_NAME_MAX_CHARS = 40;
+export const OWNER_SECRET_LENGTH = 43;
 export const CHAT_TEXT_MAX_CHARS = 10_000;
 /** Largest signaling message in bytes; larger ones make the server close the socket. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -35,6 +38,8 @@ export const CLOSE = Object.freeze({
   TIMEOUT: 4001,
   UNSUPPORTED_VERSION: 4002,
   TOO_SLOW: 4003,
+  KICKED: 4004,
+  BANNED: 4005,
 });
 
 /** Close codes after which reconnecting on our own would not help. */
@@ -44,6 +49,19 @@ export const FINAL_CLOSE_CODES = new Set([
   CLOSE.MESSAGE_TOO_BIG,
   CLOSE.REPLACED,
   CLOSE.UNSUPPORTED_VERSION,
+  CLOSE.KICKED,
+  CLOSE.BANNED,
+]);
+
+/** Error codes that answer a join and that trying again cannot change. */
+/** @type {ReadonlySet<string>} */
+export const FINAL_JOIN_ERRORS = new Set([
+  'room-full',
+  'invalid-room-id',
+  'invalid-room-name',
+  'room-locked',
+  'banned',
+  'kicked',
 ]);
 
 const URL_SAFE = /^[A-Za-z0-9_-]+$/;
@@ -103,6 +121,49 @@ export function normalizeName(value) {
   return trimmed;
 }
 
+/** @param {unknown} value @returns {value is string} */
+export const isOwnerSecret = (value) =>
+  typeof value === 'string' && value.length === OWNER_SECRET_LENGTH && URL_SAFE.test(value);
+
+/**
+ * A room name in the form the server keeps (docs/protocol.md, "room name"), or the rule it
+ * breaks. The server decides; this lets the page explain before connecting.
+ * @param {string} value
+ * @returns {{ name: string } | { error: string }}
+ */
+export function normalizeRoomName(value) {
+  const name = value.trim().toLowerCase().normalize('NFC').replace(/\s+/gu, '-');
+  const length = [...name].length;
+  if (length < ROOM_NAME_MIN_CHARS || length > ROOM_NAME_MAX_CHARS) {
+    return { error: `A room name is ${ROOM_NAME_MIN_CHARS} to ${ROOM_NAME_MAX_CHARS} characters long.` };
+  }
+  if (!/^[\p{L}\p{N}._-]+$/u.test(name)) {
+    return { error: "A room name holds only letters, digits, spaces, '-', '_' and '.'." };
+  }
+  if (!/^[\p{L}\p{N}]/u.test(name) || !/[\p{L}\p{N}]$/u.test(name)) {
+    return { error: 'A room name begins and ends with a letter or a digit.' };
+  }
+  return { name };
+}
+
+/** The path of a named room's page. @param {string} name a normalised room name */
+export const namedRoomPath = (name) => `/n/${encodeURIComponent(name)}`;
+
+/**
+ * The room name in a `/n/…` path, or null.
+ * @param {string} pathname
+ */
+export function roomNameFromPath(pathname) {
+  const match = /^\/n\/([^/]+)\/?$/.exec(pathname);
+  if (!match) return null;
+  try {
+    const result = normalizeRoomName(decodeURIComponent(match[1]));
+    return 'name' in result ? result.name : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Finds a room id in what a person pasted: a room link or a bare id.
  * @param {string} text
@@ -141,9 +202,38 @@ export const roomPath = (roomId, kind = 'pair') => `/${kind === 'group' ? 'g' : 
 // --- signaling: client → server -------------------------------------------------------------
 
 export const hello = () => JSON.stringify({ type: 'hello', version: PROTOCOL_VERSION });
-/** @param {string} room @param {string} peer @param {string} name @param {RoomKind} [kind] */
-export const join = (room, peer, name, kind = 'pair') =>
-  JSON.stringify(kind === 'pair' ? { type: 'join', room, peer, name } : { type: 'join', room, peer, name, kind });
+
+/** @typedef {{ challenge: string, nonce: number }} Proof */
+/**
+ * Which room to join: by id (with the kind to create) or by name (always a group room).
+ * @typedef {{ room: string, kind: RoomKind } | { roomName: string }} JoinTarget
+ */
+/**
+ * `join` or `join-named`, with the proof of work and, if this browser holds one, the owner secret.
+ * @param {JoinTarget} target @param {string} peer @param {string} name @param {Proof} proof
+ * @param {string | null} [ownerSecret]
+ */
+export function join(target, peer, name, proof, ownerSecret = null) {
+  /** @type {Record<string, unknown>} */
+  const message =
+    'roomName' in target
+      ? { type: 'join-named', roomName: target.roomName, peer, name }
+      : { type: 'join', room: target.room, peer, name };
+  if ('kind' in target && target.kind !== 'pair') message.kind = target.kind;
+  message.proof = proof;
+  if (ownerSecret) message.ownerSecret = ownerSecret;
+  return JSON.stringify(message);
+}
+/** Owner only. @param {string} peer */
+export const kick = (peer) => JSON.stringify({ type: 'kick', peer });
+/** Owner only. @param {string} peer */
+export const ban = (peer) => JSON.stringify({ type: 'ban', peer });
+/** Owner only. @param {boolean} locked */
+export const lock = (locked) => JSON.stringify({ type: 'lock', locked });
+/** Owner only. @param {number} capacity */
+export const setCapacity = (capacity) => JSON.stringify({ type: 'set-capacity', capacity });
+/** Owner only. @param {string} peer */
+export const handOver = (peer) => JSON.stringify({ type: 'hand-over', peer });
 /** @param {string} sdp @param {{ mid: string, source: MediaSourceKind }[]} tracks */
 export const sfuOffer = (sdp, tracks) => JSON.stringify({ type: 'sfu-offer', sdp, tracks });
 /** @param {string} name */
@@ -162,17 +252,23 @@ export const ping = () => JSON.stringify({ type: 'ping' });
 /**
  * @typedef {{ type: 'hello', version: number, server: string }
  *   | { type: 'welcome', room: string, peer: string, kind: string, capacity: number,
- *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean, maxFileBytes: number }
+ *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean, maxFileBytes: number,
+ *       owner: string | null, locked: boolean, ownerSecret: string | null, roomName: string | null }
+ *   | { type: 'challenge', token: string, difficulty: number }
+ *   | { type: 'room-state', owner: string | null, locked: boolean, capacity: number }
+ *   | { type: 'owner-secret', secret: string }
  *   | { type: 'peer-joined', peer: string, name: string }
- *   | { type: 'peer-left', peer: string, reason: 'left' | 'timed-out' }
+ *   | { type: 'peer-left', peer: string, reason: LeaveReason }
  *   | { type: 'peer-renamed', peer: string, name: string }
  *   | { type: 'signal', from: string, payload: unknown }
  *   | { type: 'pong' }
  *   | { type: 'sfu-answer', sdp: string }
  *   | { type: 'sfu-tracks', tracks: ForwardedTrack[], need: { audio: number, video: number } }
  *   | { type: 'sfu-speaker', peer: string | null }
- *   | { type: 'error', code: string, message: string }} ServerMessage
+ *   | { type: 'error', code: string, message: string, retryAfterMs: number | null }} ServerMessage
  */
+/** @typedef {'left' | 'timed-out' | 'kicked' | 'banned'} LeaveReason */
+const LEAVE_REASONS = ['left', 'timed-out', 'kicked', 'banned'];
 
 /** @param {unknown} value @returns {value is Record<string, unknown>} */
 const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -233,13 +329,31 @@ export function parseServerMessage(text) {
           Number.isSafeInteger(m.maxFileBytes) && Number(m.maxFileBytes) > 0
             ? Number(m.maxFileBytes)
             : DEFAULT_MAX_FILE_BYTES,
+        owner: isPeerId(m.owner) ? m.owner : null,
+        locked: m.locked === true,
+        ownerSecret: isOwnerSecret(m.ownerSecret) ? m.ownerSecret : null,
+        roomName: typeof m.roomName === 'string' ? m.roomName : null,
       };
+    case 'challenge':
+      return typeof m.token === 'string' && Number.isSafeInteger(m.difficulty) && Number(m.difficulty) >= 0
+        ? { type: 'challenge', token: m.token, difficulty: Number(m.difficulty) }
+        : null;
+    case 'room-state':
+      return Number.isSafeInteger(m.capacity)
+        ? { type: 'room-state', owner: isPeerId(m.owner) ? m.owner : null, locked: m.locked === true, capacity: Number(m.capacity) }
+        : null;
+    case 'owner-secret':
+      return isOwnerSecret(m.secret) ? { type: 'owner-secret', secret: m.secret } : null;
     case 'peer-joined':
     case 'peer-renamed':
       return isPeerId(m.peer) && typeof m.name === 'string' ? { type: m.type, peer: m.peer, name: m.name } : null;
     case 'peer-left':
       return isPeerId(m.peer)
-        ? { type: 'peer-left', peer: m.peer, reason: m.reason === 'timed-out' ? 'timed-out' : 'left' }
+        ? {
+            type: 'peer-left',
+            peer: m.peer,
+            reason: /** @type {LeaveReason} */ (LEAVE_REASONS.includes(String(m.reason)) ? m.reason : 'left'),
+          }
         : null;
     case 'signal':
       return isPeerId(m.from) ? { type: 'signal', from: m.from, payload: m.payload } : null;
@@ -256,7 +370,14 @@ export function parseServerMessage(text) {
     case 'sfu-speaker':
       return m.peer === null || isPeerId(m.peer) ? { type: 'sfu-speaker', peer: m.peer ?? null } : null;
     case 'error':
-      return typeof m.code === 'string' ? { type: 'error', code: m.code, message: String(m.message ?? '') } : null;
+      return typeof m.code === 'string'
+        ? {
+            type: 'error',
+            code: m.code,
+            message: String(m.message ?? ''),
+            retryAfterMs: Number.isSafeInteger(m.retryAfterMs) ? Math.max(0, Number(m.retryAfterMs)) : null,
+          }
+        : null;
     default:
       return null;
   }

@@ -5,13 +5,13 @@ import { ROOMS, database, requestDone as done } from './storage.js';
 
 /**
  * @typedef {{ room: string, localName: string, peerName: string, lastActivity: number,
- *   kind?: import('./protocol.js').RoomKind }} RecentRoom
+ *   kind?: import('./protocol.js').RoomKind, roomName?: string }} RecentRoom
  */
 
 /**
  * Creates or updates the room's entry and marks it active now.
  * @param {string} room
- * @param {Partial<Pick<RecentRoom, 'localName' | 'peerName' | 'kind'>>} [changes]
+ * @param {Partial<Pick<RecentRoom, 'localName' | 'peerName' | 'kind' | 'roomName'>>} [changes]
  */
 export async function touchRoom(room, changes = {}) {
   const db = await database();
@@ -47,6 +47,7 @@ export async function removeRoom(room) {
   await done(db.transaction(ROOMS, 'readwrite').objectStore(ROOMS).delete(room));
 }
 
-/** What to call a room in lists and titles. @param {Pick<RecentRoom, 'localName' | 'peerName'>} entry */
+/** What to call a room in lists and titles. @param {Pick<RecentRoom, 'localName' | 'peerName'> & { roomName?: string }} entry */
 export const roomLabel = (entry) =>
-  entry.localName || (entry.peerName ? `Room with ${entry.peerName}` : 'Unnamed room');
+  entry.localName ||
+  (entry.roomName ? `Room “${entry.roomName}”` : entry.peerName ? `Room with ${entry.peerName}` : 'Unnamed room');

@@ -1,9 +1,48 @@
 // Controls both room pages have: the composer (Enter sends, Shift+Enter adds a line, the length
-// limit, typing, the emoji picker), "Share link", and the name form. They talk to a Chat and to
+// limit, typing, the emoji picker), "Share link", the name form, and the progress of the check
+// that this browser is not a bot. They talk to a Chat and to
 // the page through callbacks; they build no wire messages.
 
 import * as protocol from './protocol.js';
 import { EmojiPicker } from './emoji-picker.js';
+
+/** What the status line says once the room cannot be used (the same on both pages). */
+export const FINAL_STATUS = Object.freeze({
+  full: 'This room is full',
+  replaced: 'This room is open in another tab or window',
+  outdated: 'This page is out of date — reload it',
+  invalid: 'This is not a valid room link',
+  invalidName: 'This is not a valid room name',
+  kicked: "The room's owner removed you from this room.",
+  banned: "The room's owner banned you from this room.",
+  locked: 'This room is locked: nobody new may join.',
+  bot: "The server's check that this browser is not a bot failed. Reload the page to try again.",
+});
+
+const FINAL_ERRORS = /** @type {Record<string, string>} */ ({
+  'room-full': FINAL_STATUS.full,
+  'invalid-room-id': FINAL_STATUS.invalid,
+  'invalid-room-name': FINAL_STATUS.invalidName,
+  'room-locked': FINAL_STATUS.locked,
+  banned: FINAL_STATUS.banned,
+  kicked: FINAL_STATUS.kicked,
+  'proof-required': FINAL_STATUS.bot,
+  'bad-proof': FINAL_STATUS.bot,
+});
+const FINAL_CLOSES = /** @type {Record<number, string>} */ ({
+  [protocol.CLOSE.REPLACED]: FINAL_STATUS.replaced,
+  [protocol.CLOSE.UNSUPPORTED_VERSION]: FINAL_STATUS.outdated,
+  [protocol.CLOSE.KICKED]: FINAL_STATUS.kicked,
+  [protocol.CLOSE.BANNED]: FINAL_STATUS.banned,
+});
+
+/**
+ * The status for signaling that stopped for good, or null if nothing needs saying.
+ * @param {{ code?: number, error?: string } | undefined} detail
+ */
+export function finalStatus(detail) {
+  return (detail?.error && FINAL_ERRORS[detail.error]) || (detail?.code && FINAL_CLOSES[detail.code]) || null;
+}
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -98,4 +137,29 @@ export function wireNameForm(onName) {
     input.value = name;
     await onName(name);
   });
+}
+
+/** Shown only if solving takes longer than this, so a quick check does not flash by. */
+const PROOF_PROGRESS_DELAY_MS = 250;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let proofProgressTimer;
+
+/**
+ * Shows how far the proof of work has got (`null`: done), in the page's `#proof-progress`.
+ * @param {number | null} fraction
+ */
+export function showProofProgress(fraction) {
+  const bar = /** @type {HTMLProgressElement | null} */ (document.getElementById('proof-progress'));
+  if (!bar) return;
+  if (fraction === null) {
+    clearTimeout(proofProgressTimer);
+    proofProgressTimer = undefined;
+    bar.hidden = true;
+    bar.value = 0;
+    return;
+  }
+  bar.value = fraction;
+  if (bar.hidden && proofProgressTimer === undefined) {
+    proofProgressTimer = setTimeout(() => (bar.hidden = false), PROOF_PROGRESS_DELAY_MS);
+  }
 }

@@ -8,7 +8,9 @@ import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
-import { wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
+import { FINAL_STATUS, finalStatus, showProofProgress, wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
+import { Ownership } from './moderation.js';
+import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
 import { FileTransfers } from './files.js';
 import { FileHasher, FileStore } from './file-store.js';
 import { formatBytes, revokePreviews } from './file-view.js';
@@ -49,12 +51,16 @@ const STATUS = Object.freeze({
   connecting: 'Connecting…',
   connected: 'Connected',
   left: 'The other person left',
-  full: 'This room is full',
   unreachable: 'Server unreachable — retrying…',
-  replaced: 'This room is open in another tab or window',
-  outdated: 'This page is out of date — reload it',
-  invalid: 'This is not a valid room link',
 });
+
+/** This browser's place in the room, for the people list. */
+const me = { peer: '', name: '' };
+/** @type {Signaling | null} */
+let signalingRef = null;
+/** Where this room's owner secret is kept; set once the page knows the room. */
+let secretKey = '';
+const ownership = new Ownership('pair', () => secretKey, () => signalingRef);
 
 /**
  * Everything the status line is derived from.
@@ -119,6 +125,11 @@ function render() {
   callView.available = view.channelOpen;
   callView.otherName = view.other?.name ?? null;
   callView.render();
+  ownership.render({
+    self: me,
+    others: view.other ? [view.other] : [],
+    available: view.signaling === 'joined' && !view.final,
+  });
   document.title = `${view.unread ? `(${view.unread}) ` : ''}${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
 }
 
@@ -249,10 +260,11 @@ function chime() {
 async function main() {
   const roomId = decodeURIComponent(location.pathname.split('/')[2] ?? '');
   if (!protocol.isRoomId(roomId)) {
-    view.final = STATUS.invalid;
+    view.final = FINAL_STATUS.invalid;
     render();
     return;
   }
+  secretKey = ownerKey({ room: roomId });
   const identityLoading = loadIdentity();
   /** Ready long before the first connection is made; until then connections make their own. */
   /** @type {RTCCertificate | null} */
@@ -336,22 +348,22 @@ async function main() {
   let maxFileBytes = protocol.DEFAULT_MAX_FILE_BYTES;
 
   const signaling = new Signaling(
-    { url: url.href, room: roomId, identity: identityLoading },
+    { url: url.href, room: roomId, identity: identityLoading, ownerSecret: () => loadOwnerSecret(secretKey) },
     {
+      onProof: showProofProgress,
       onState: (state, detail) => {
         view.signaling = state;
         if (state === 'stopped') {
-          if (detail?.error === 'room-full') view.final = STATUS.full;
-          else if (detail?.error === 'invalid-room-id') view.final = STATUS.invalid;
-          else if (detail?.code === protocol.CLOSE.REPLACED) view.final = STATUS.replaced;
-          else if (detail?.code === protocol.CLOSE.UNSUPPORTED_VERSION) view.final = STATUS.outdated;
+          view.final = finalStatus(detail) ?? view.final;
           if (view.final) closeLink();
         }
         render();
       },
       onMessage: (message) => {
+        ownership.handle(message);
         switch (message.type) {
           case 'welcome': {
+            me.peer = message.peer;
             iceServers = message.iceServers;
             maxFileBytes = message.maxFileBytes;
             if (files) files.maxFileBytes = maxFileBytes;
@@ -399,6 +411,8 @@ async function main() {
       },
     },
   );
+  signalingRef = signaling;
+
 
   /** Offers files to the other person; each is its own transfer. @param {Iterable<File>} chosen */
   const sendFiles = (chosen) => {
@@ -495,6 +509,7 @@ async function main() {
   render();
   signaling.start();
   identity = await identityLoading;
+  me.name = identity.name;
   nameInput.value = identity.name;
   const roomChat = new Chat(
     { room: roomId, self: identity },
@@ -530,6 +545,7 @@ async function main() {
   performance.mark('natter:history-shown');
   wireNameForm(async (name) => {
     identity.name = name;
+    me.name = name;
     chat?.rename(name);
     if (files) files.self = { ...files.self, name };
     await saveIdentity(identity);

@@ -1,19 +1,23 @@
-// The signaling connection: one WebSocket to the server, with hello/join, keepalive and
-// reconnection with back-off. Knows no DOM; reports what happens through callbacks.
+// The signaling connection: one WebSocket to the server, with hello, the proof of work, join,
+// keepalive and reconnection with back-off. Knows no DOM; reports what happens through callbacks.
 
 import * as protocol from './protocol.js';
+import { ProofSolver } from './proof.js';
 
 /** How often to ping the server, and how long to wait for any answer before calling it dead. */
 const PING_EVERY_MS = 15_000;
 const PONG_WITHIN_MS = 10_000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5_000;
+/** Refused proofs in a row before giving up (the server closes the socket after 5). */
+const MAX_PROOF_FAILURES = 3;
 
 /**
  * @typedef {'connecting' | 'joined' | 'retrying' | 'stopped'} SignalingState
  * @typedef {{
  *   onMessage: (message: protocol.ServerMessage) => void,
  *   onState: (state: SignalingState, detail?: { code?: number, error?: string }) => void,
+ *   onProof?: (fraction: number | null) => void,
  * }} SignalingHandlers
  */
 
@@ -28,21 +32,42 @@ export class Signaling {
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #pingTimer;
   #lastHeard = 0;
+  /** Joins refused for their proof since the last welcome. */
+  #proofFailures = 0;
+  /** After `rate-limited`, no join before this time (ms since the epoch). */
+  #joinNotBefore = 0;
+  /** @type {ProofSolver} */
+  #solver;
 
   /**
-   * @param {{ url: string, room: string, kind?: protocol.RoomKind, identity: Promise<{ peerId: string, name: string }> }} options
-   *   `identity` may still be loading: the socket opens and says hello meanwhile, and joins as
-   *   soon as it is known, which keeps the storage round trip out of the time to connect.
+   * @param {{ url: string, room?: string, kind?: protocol.RoomKind, roomName?: string,
+   *   identity: Promise<{ peerId: string, name: string }>, ownerSecret?: () => Promise<string | null> }} options
+   *   A room by id (`room`, `kind`) or by name (`roomName`). `identity` may still be loading: the
+   *   socket opens, says hello and solves the challenge meanwhile. `ownerSecret` is asked at
+   *   every join.
    * @param {SignalingHandlers} handlers
    */
   constructor(options, handlers) {
     this.url = options.url;
-    this.room = options.room;
+    this.room = options.room ?? '';
     this.kind = options.kind ?? 'pair';
+    this.roomName = options.roomName ?? null;
     this.identity = options.identity;
+    this.ownerSecret = options.ownerSecret ?? (async () => null);
     /** @type {string | null} a name set by rename() before or after joining */
     this.name = null;
     this.handlers = handlers;
+    this.#solver = new ProofSolver((fraction) => this.handlers.onProof?.(fraction));
+  }
+
+  /** How long the last proof of work took to solve, in milliseconds. */
+  get lastProofMs() {
+    return this.#solver.lastMs;
+  }
+
+  /** @returns {protocol.JoinTarget} */
+  #target() {
+    return this.roomName ? { roomName: this.roomName } : { room: this.room, kind: this.kind };
   }
 
   get state() {
@@ -65,14 +90,8 @@ export class Signaling {
     this.#socket = socket;
     socket.onopen = () => {
       this.#lastHeard = Date.now();
+      // The server answers hello with its own and a challenge; the join follows the solution.
       socket.send(protocol.hello());
-      // Join right behind hello instead of waiting for the server's hello: the server handles
-      // messages in order (and closes on a version mismatch), so this saves a round trip.
-      this.identity.then(({ peerId, name }) => {
-        if (this.#socket === socket && socket.readyState === WebSocket.OPEN) {
-          socket.send(protocol.join(this.room, peerId, this.name ?? name, this.kind));
-        }
-      });
       this.#pingTimer = setInterval(() => this.#keepalive(socket), PING_EVERY_MS);
     };
     socket.onmessage = (event) => {
@@ -113,20 +132,54 @@ export class Signaling {
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
+  /**
+   * Solves the challenge (while the identity loads), then joins on `socket` if it is still the
+   * current one and not yet in the room.
+   * @param {WebSocket} socket @param {string} token @param {number} difficulty
+   */
+  async #solveAndJoin(socket, token, difficulty) {
+    const [proof, identity, ownerSecret] = await Promise.all([
+      this.#solver.solve(token, difficulty),
+      this.identity,
+      this.ownerSecret(),
+    ]);
+    const wait = this.#joinNotBefore - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (!proof || this.#socket !== socket || socket.readyState !== WebSocket.OPEN) return;
+    // Lets tests and benchmarks see how long the check took.
+    performance.mark('natter:proof-solved', { detail: { difficulty, ms: this.#solver.lastMs } });
+    if (this.#state === 'joined' || this.#state === 'stopped') return;
+    const name = this.name ?? identity.name;
+    socket.send(protocol.join(this.#target(), identity.peerId, name, proof, ownerSecret));
+  }
+
   /** @param {WebSocket} socket @param {protocol.ServerMessage} message */
   #receive(socket, message) {
     switch (message.type) {
       case 'hello':
         return;
+      case 'challenge':
+        this.#solveAndJoin(socket, message.token, message.difficulty);
+        return;
       case 'welcome':
         this.#attempt = 0;
+        this.#proofFailures = 0;
         this.#setState('joined');
         break;
       case 'error':
-        if (message.code === 'room-full' || message.code === 'invalid-room-id') {
+        if (this.#state !== 'joined' && protocol.FINAL_JOIN_ERRORS.has(message.code)) {
           // Retrying cannot help; the page explains.
           this.stop();
           this.handlers.onState('stopped', { error: message.code });
+        } else if (message.code === 'proof-required' || message.code === 'bad-proof') {
+          // A new challenge follows; after a few refusals in a row something is wrong here.
+          this.#proofFailures += 1;
+          if (this.#proofFailures >= MAX_PROOF_FAILURES) {
+            this.stop();
+            this.handlers.onState('stopped', { error: message.code });
+          }
+        } else if (message.code === 'rate-limited' && this.#state !== 'joined') {
+          this.#joinNotBefore = Date.now() + (message.retryAfterMs ?? 1000);
         }
         break;
       case 'pong':
@@ -152,6 +205,31 @@ export class Signaling {
     return this.#send(protocol.sfuOffer(sdp, tracks));
   }
 
+  /** Owner only. @param {string} peer */
+  kick(peer) {
+    return this.#send(protocol.kick(peer));
+  }
+
+  /** Owner only. @param {string} peer */
+  ban(peer) {
+    return this.#send(protocol.ban(peer));
+  }
+
+  /** Owner only. @param {boolean} locked */
+  lock(locked) {
+    return this.#send(protocol.lock(locked));
+  }
+
+  /** Owner only. @param {number} capacity */
+  setCapacity(capacity) {
+    return this.#send(protocol.setCapacity(capacity));
+  }
+
+  /** Owner only. @param {string} peer */
+  handOver(peer) {
+    return this.#send(protocol.handOver(peer));
+  }
+
   /** @param {string} name */
   rename(name) {
     this.name = name;
@@ -166,6 +244,7 @@ export class Signaling {
 
   stop() {
     this.#state = 'stopped';
+    this.#solver.stop();
     clearTimeout(this.#retryTimer);
     clearInterval(this.#pingTimer);
     const socket = this.#socket;

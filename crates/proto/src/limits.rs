@@ -46,8 +46,9 @@ pub const GROUP_RECONNECT_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a peer whose socket dropped keeps its place before the others are told it left.
 pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(30);
-/// Time a new socket has to send `hello` and `join`.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a new socket has to send `hello` and `join`: long enough to solve the challenge on a slow
+/// phone at the highest difficulty the server asks under load.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The server pings every socket this often; browsers answer pings on their own.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A socket that sent nothing (not even a pong) for this long is closed.

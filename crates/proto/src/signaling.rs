@@ -75,8 +75,8 @@ pub enum ClientMessage {
         /// Who.
         peer: PeerId,
     },
-    /// Owner only: lock or unlock the room. A locked room lets nobody new in; people already in it
-    /// may still reconnect.
+    /// Owner only: lock or unlock the room. A locked room lets nobody new in; the people in it when
+    /// it was locked may come back while it stays locked.
     Lock {
         /// True to lock.
         locked: bool,

@@ -145,8 +145,11 @@ fn documented_limits_match_the_code() {
         "| dropped messages per socket | {FLOOD_TOLERANCE} |"
     )));
     assert!(DOC.contains(&format!(
-        "| {} s | close 4001 |",
+        "| {} s (solving the challenge included) | close 4001 |",
         HANDSHAKE_TIMEOUT.as_secs()
+    )));
+    assert!(DOC.contains(&format!(
+        "| joins without a valid proof, per socket | {BAD_PROOF_TOLERANCE} |"
     )));
     assert!(DOC.contains(&format!(
         "| {} s | close 4001; the server pings every {} s",

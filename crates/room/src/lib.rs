@@ -177,6 +177,9 @@ pub struct Room {
     /// The secret that makes its holder owner; replaced on every hand-over.
     owner_secret: OwnerSecret,
     locked: bool,
+    /// While locked: the peers who were in the room when it was locked (or entered with the
+    /// secret since). They may come back (after a reload, say); nobody else may enter.
+    locked_in: HashSet<PeerId>,
     /// The owner's choice, at most `policy.capacity`.
     capacity: u32,
     banned_peers: HashSet<PeerId>,
@@ -194,6 +197,7 @@ impl Room {
             owner: None,
             owner_secret,
             locked: false,
+            locked_in: HashSet::new(),
             capacity: policy.capacity,
             banned_peers: HashSet::new(),
             banned_addresses: HashSet::new(),
@@ -320,8 +324,11 @@ impl Room {
                 state: self.state(),
             });
         }
-        if self.locked && !holds_secret {
+        if self.locked && !holds_secret && !self.locked_in.contains(&peer) {
             return Err(ErrorCode::RoomLocked);
+        }
+        if self.locked {
+            self.locked_in.insert(peer.clone());
         }
         if self.members.len() >= self.capacity as usize {
             return Err(ErrorCode::RoomFull);
@@ -380,6 +387,7 @@ impl Room {
 
     /// Removes the member at `index`, closing its socket with `error`.
     fn expel(&mut self, index: usize, reason: LeaveReason, error: ErrorCode, code: u16) {
+        self.locked_in.remove(&self.members[index].peer);
         if let Presence::Connected(session) = self.members[index].presence {
             self.outputs.push_back(Output::Close {
                 session,
@@ -409,11 +417,17 @@ impl Room {
         Ok(())
     }
 
-    /// The owner at `session` locks or unlocks the room; everyone is told.
+    /// The owner at `session` locks or unlocks the room; everyone is told. Those in the room
+    /// when it is locked may come back while it stays locked; nobody else may enter.
     pub fn lock(&mut self, session: SessionId, locked: bool) -> Result<(), ErrorCode> {
         self.owner_index(session)?;
         if self.locked != locked {
             self.locked = locked;
+            self.locked_in = if locked {
+                self.members.iter().map(|m| m.peer.clone()).collect()
+            } else {
+                HashSet::new()
+            };
             self.broadcast_state();
         }
         Ok(())

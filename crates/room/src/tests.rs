@@ -548,8 +548,24 @@ fn a_locked_room_refuses_newcomers_but_not_returning_members() {
     // Dan's connection drops; he comes back within his grace.
     room.disconnected(now, SessionId(4));
     assert!(join_with(&mut room, now, 6, "dan", 4, None).is_ok());
+    // Cara leaves (a reload leaves), then comes back: she was in when it was locked.
+    room.leave(SessionId(3));
+    assert!(join_with(&mut room, now, 8, "cara", 3, None).is_ok());
+    // Bob is removed: that ends his right to return while it stays locked.
+    room.kick(SessionId(1), &peer("bob")).unwrap();
+    assert_eq!(
+        join_with(&mut room, now, 9, "bob", 2, None),
+        Err(ErrorCode::RoomLocked)
+    );
     room.lock(SessionId(1), false).unwrap();
     assert!(join_with(&mut room, now, 7, "eve", 5, None).is_ok());
+    // Unlocking forgets who was in: locking again counts those present now.
+    room.leave(SessionId(7));
+    room.lock(SessionId(1), true).unwrap();
+    assert_eq!(
+        join_with(&mut room, now, 10, "eve", 5, None),
+        Err(ErrorCode::RoomLocked)
+    );
 }
 
 #[test]
@@ -596,9 +612,9 @@ fn handing_over_moves_ownership_and_retires_the_old_secret() {
     assert_eq!(room.lock(SessionId(1), true), Err(ErrorCode::NotOwner));
     assert_eq!(room.lock(SessionId(3), true), Ok(()));
     room.leave(SessionId(1));
-    // Ann's old secret no longer opens the lock.
+    // Ann's old secret no longer opens the lock (from a new device, a new peer id).
     assert_eq!(
-        join_with(&mut room, now, 8, "ann", 1, Some(secret('a'))),
+        join_with(&mut room, now, 8, "ann-laptop", 1, Some(secret('a'))),
         Err(ErrorCode::RoomLocked)
     );
     // Someone within their grace cannot receive a secret.

@@ -113,11 +113,11 @@ pub struct Config {
 
     /// HTTP requests per minute from one address (a page load is about 30); more get 429.
     /// 0 turns the limit off.
-    #[arg(long, env = "NATTER_HTTP_PER_MINUTE", default_value_t = 1200)]
+    #[arg(long, env = "NATTER_HTTP_PER_MINUTE", default_value_t = 3000)]
     pub http_per_minute: u32,
 
     /// HTTP requests one address may make at once above its per-minute rate.
-    #[arg(long, env = "NATTER_HTTP_BURST", default_value_t = 200)]
+    #[arg(long, env = "NATTER_HTTP_BURST", default_value_t = 600)]
     pub http_burst: u32,
 
     /// WebSocket connections per minute from one address; more get 429. 0 turns the limit off.
@@ -162,8 +162,8 @@ pub struct Config {
 }
 
 /// Hashes a solution takes on average unless configured: calibrated so headless Chromium on a
-/// small server solves it in about a tenth of a second (`e2e/tests/pow-bench.test.mjs`).
-pub const DEFAULT_POW_DIFFICULTY: u64 = 50_000;
+/// small server solves it in about a tenth of a second on average (`e2e/tests/pow-bench.test.mjs`).
+pub const DEFAULT_POW_DIFFICULTY: u64 = 100_000;
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]

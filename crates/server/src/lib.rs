@@ -11,7 +11,7 @@
 pub mod config;
 mod guard;
 mod names;
-mod pow;
+pub mod pow;
 mod rate;
 mod rooms;
 mod secrets;

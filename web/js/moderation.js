@@ -1,0 +1,168 @@
+// The room's people and, for its owner, what an owner may do: remove or ban someone, hand the room
+// on, lock it, set how many it holds. Everyone sees who owns the room and whether it is locked.
+// Names are untrusted text and only ever set through textContent. Both room pages use it.
+
+import { saveOwnerSecret } from './owner-secrets.js';
+
+/**
+ * @typedef {{ peer: string, name: string }} Member
+ * @typedef {{ owner: string | null, locked: boolean, capacity: number, maxCapacity: number,
+ *   kind: 'pair' | 'group' }} RoomRules
+ * @typedef {{ kick: (peer: string) => void, ban: (peer: string) => void,
+ *   handOver: (peer: string) => void, lock: (locked: boolean) => void,
+ *   setCapacity: (capacity: number) => void }} ModerationActions
+ * @typedef {import('./protocol.js').ServerMessage} ServerMessage
+ */
+
+/** @template {HTMLElement} T @param {string} id @returns {T} */
+const element = (id) => /** @type {T} */ (document.getElementById(id));
+
+export class ModerationView {
+  #list = element('people-list');
+  #rules = element('room-rules');
+  #ownerControls = element('owner-controls');
+  #lock = /** @type {HTMLInputElement} */ (element('lock-room'));
+  #capacityForm = /** @type {HTMLFormElement} */ (element('capacity-form'));
+  #capacityInput = /** @type {HTMLInputElement} */ (element('capacity-input'));
+  /** The last announcement, so re-rendering does not repeat it to screen readers. */
+  #announced = '';
+
+  /** @param {ModerationActions} actions */
+  constructor(actions) {
+    this.actions = actions;
+    this.#lock.addEventListener('change', () => actions.lock(this.#lock.checked));
+    this.#capacityForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const capacity = Number(this.#capacityInput.value);
+      if (Number.isInteger(capacity)) actions.setCapacity(capacity);
+    });
+  }
+
+  /**
+   * @param {{ self: Member, others: Member[], rules: RoomRules, available: boolean }} state
+   */
+  render({ self, others, rules, available }) {
+    const isOwner = available && rules.owner !== null && rules.owner === self.peer;
+    const rows = [self, ...others].map((member) => this.#row(member, member === self, rules, isOwner));
+    this.#list.replaceChildren(...rows);
+    this.#ownerControls.hidden = !isOwner;
+    this.#lock.checked = rules.locked;
+    this.#capacityForm.hidden = rules.kind !== 'group';
+    this.#capacityInput.max = String(rules.maxCapacity);
+    if (document.activeElement !== this.#capacityInput) this.#capacityInput.value = String(rules.capacity);
+    const ownerName =
+      rules.owner === self.peer ? 'you' : (others.find((member) => member.peer === rules.owner)?.name ?? null);
+    let text = '';
+    if (available) {
+      const parts = [ownerName ? `Owner: ${ownerName}.` : 'The owner is not here.'];
+      if (rules.locked) parts.push('Room locked: nobody new may join.');
+      if (rules.kind === 'group') parts.push(`Holds up to ${rules.capacity} people.`);
+      text = parts.join(' ');
+    }
+    if (text !== this.#announced) {
+      this.#announced = text;
+      this.#rules.textContent = text;
+    }
+  }
+
+  /** @param {Member} member @param {boolean} isSelf @param {RoomRules} rules @param {boolean} isOwner */
+  #row(member, isSelf, rules, isOwner) {
+    const item = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'person-name';
+    name.textContent = member.name;
+    item.append(name);
+    const tags = [];
+    if (isSelf) tags.push('you');
+    if (member.peer === rules.owner) tags.push('owner');
+    if (tags.length) {
+      const tag = document.createElement('span');
+      tag.className = 'person-tags';
+      tag.textContent = ` (${tags.join(', ')})`;
+      item.append(tag);
+    }
+    if (isOwner && !isSelf) {
+      const actions = document.createElement('span');
+      actions.className = 'person-actions';
+      /** @param {string} label @param {string} accessible @param {() => void} act */
+      const button = (label, accessible, act) => {
+        const control = document.createElement('button');
+        control.type = 'button';
+        control.textContent = label;
+        control.setAttribute('aria-label', accessible);
+        control.addEventListener('click', act);
+        return control;
+      };
+      actions.append(
+        button('Remove', `Remove ${member.name}`, () => this.actions.kick(member.peer)),
+        button('Ban', `Ban ${member.name}`, () => this.actions.ban(member.peer)),
+        button('Make owner', `Make ${member.name} the owner`, () => this.actions.handOver(member.peer)),
+      );
+      item.append(actions);
+    }
+    return item;
+  }
+}
+
+/**
+ * A room's ownership as the server reports it: the rules, this browser's owner secret, the view,
+ * and the owner's requests (sent through the page's signaling connection).
+ */
+export class Ownership {
+  #error = element('owner-error');
+  #view;
+
+  /**
+   * @param {'pair' | 'group'} kind
+   * @param {() => string} secretKey where this room's secret is kept (see owner-secrets.js)
+   * @param {() => ModerationActions | null} signaling the connection, once there is one
+   */
+  constructor(kind, secretKey, signaling) {
+    /** @type {RoomRules} */
+    this.rules = { owner: null, locked: false, capacity: 0, maxCapacity: 256, kind };
+    this.secretKey = secretKey;
+    this.#view = new ModerationView({
+      kick: (peer) => signaling()?.kick(peer),
+      ban: (peer) => signaling()?.ban(peer),
+      handOver: (peer) => signaling()?.handOver(peer),
+      lock: (locked) => signaling()?.lock(locked),
+      setCapacity: (capacity) => {
+        this.#error.textContent = '';
+        signaling()?.setCapacity(capacity);
+      },
+    });
+  }
+
+  /** Takes what concerns ownership from a server message. @param {ServerMessage} message */
+  handle(message) {
+    switch (message.type) {
+      case 'welcome':
+        if (message.ownerSecret) saveOwnerSecret(this.secretKey(), message.ownerSecret);
+        this.#update(message);
+        break;
+      case 'room-state':
+        this.#update(message);
+        break;
+      case 'owner-secret':
+        saveOwnerSecret(this.secretKey(), message.secret);
+        break;
+      case 'error':
+        if (message.code === 'invalid-capacity') {
+          this.#error.textContent = 'A room holds at least 2 people and at most what this server allows.';
+        } else if (message.code === 'not-owner') {
+          this.#error.textContent = 'Only the owner may do that.';
+        }
+        break;
+    }
+  }
+
+  /** @param {{ owner: string | null, locked: boolean, capacity: number }} state */
+  #update({ owner, locked, capacity }) {
+    Object.assign(this.rules, { owner, locked, capacity });
+  }
+
+  /** @param {{ self: Member, others: Member[], available: boolean }} state */
+  render({ self, others, available }) {
+    this.#view.render({ self, others, rules: this.rules, available });
+  }
+}

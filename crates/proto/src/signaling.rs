@@ -31,17 +31,9 @@ pub enum ClientMessage {
         /// `welcome` reports). Pair when absent.
         #[serde(default, skip_serializing_if = "RoomKind::is_pair")]
         kind: RoomKind,
-        /// The solved `challenge`; required unless the server's difficulty is 0.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        proof: Option<Proof>,
-        /// The room's owner secret, if this browser holds one: presenting it makes this peer the
-        /// owner, and lets it in past a lock or a ban.
-        #[serde(
-            default,
-            rename = "ownerSecret",
-            skip_serializing_if = "Option::is_none"
-        )]
-        owner_secret: Option<OwnerSecret>,
+        /// The proof of work and the owner secret.
+        #[serde(flatten)]
+        admission: Admission,
     },
     /// Enter the group room with this name, creating it (and the name) if needed. The server keeps
     /// the name's room id for 30 days after its last use.
@@ -54,15 +46,8 @@ pub enum ClientMessage {
         /// As in `join`.
         name: DisplayName,
         /// As in `join`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        proof: Option<Proof>,
-        /// As in `join`.
-        #[serde(
-            default,
-            rename = "ownerSecret",
-            skip_serializing_if = "Option::is_none"
-        )]
-        owner_secret: Option<OwnerSecret>,
+        #[serde(flatten)]
+        admission: Admission,
     },
     /// Owner only: remove someone from the room. They may come back.
     Kick {
@@ -119,6 +104,22 @@ pub enum ClientMessage {
         /// on; a source missing here is off and is taken out of everyone's view.
         tracks: Vec<PublishedTrack>,
     },
+}
+
+/// What a `join` or `join-named` shows to be let in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The solved `challenge`; required unless the server's difficulty is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Proof>,
+    /// The room's owner secret, if this browser holds one: presenting it makes this peer the
+    /// owner, and lets it in past a lock or a ban.
+    #[serde(
+        default,
+        rename = "ownerSecret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owner_secret: Option<OwnerSecret>,
 }
 
 /// Where a published track comes from.

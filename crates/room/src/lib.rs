@@ -124,6 +124,21 @@ pub struct JoinRequest {
     pub owner_secret: Option<OwnerSecret>,
 }
 
+/// What a room's owner may do to the room (see [`Room::moderate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// [`Room::kick`].
+    Kick(PeerId),
+    /// [`Room::ban`].
+    Ban(PeerId),
+    /// [`Room::lock`].
+    Lock(bool),
+    /// [`Room::set_capacity`].
+    SetCapacity(u32),
+    /// [`Room::hand_over`], with the new owner's secret.
+    HandOver(PeerId, OwnerSecret),
+}
+
 /// The result of a successful [`Room::join`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -396,6 +411,17 @@ impl Room {
             });
         }
         self.remove(index, reason);
+    }
+
+    /// The owner at `session` does `action`.
+    pub fn moderate(&mut self, session: SessionId, action: Moderation) -> Result<(), ErrorCode> {
+        match action {
+            Moderation::Kick(target) => self.kick(session, &target),
+            Moderation::Ban(target) => self.ban(session, &target),
+            Moderation::Lock(locked) => self.lock(session, locked),
+            Moderation::SetCapacity(capacity) => self.set_capacity(session, capacity),
+            Moderation::HandOver(target, secret) => self.hand_over(session, &target, secret),
+        }
     }
 
     /// The owner at `session` removes `target`, who is told why and may come back.

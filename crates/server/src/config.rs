@@ -100,6 +100,12 @@ pub struct Config {
     #[arg(long, env = "NATTER_NAMES_DB", value_name = "FILE")]
     pub names_db: Option<PathBuf>,
 
+    /// Most room names kept at once (about 100 bytes each on disk); beyond it, new names are
+    /// refused with `server-busy` until old ones expire.
+    #[arg(long, env = "NATTER_MAX_ROOM_NAMES", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_room_names: u64,
+
     /// Proof of work asked of a browser before it may create or join a room: the average number
     /// of SHA-256 hashes a solution takes. 0 turns the check off.
     #[arg(long, env = "NATTER_POW_DIFFICULTY", default_value_t = DEFAULT_POW_DIFFICULTY,

@@ -93,12 +93,14 @@ pub async fn serve(
         "media relay for group rooms is listening"
     );
     let names_path = config.names_db_path();
-    let names = Arc::new(NameStore::open(&names_path).map_err(|error| {
-        std::io::Error::other(format!(
-            "opening the room-name database {} (--names-db, --data-dir): {error}",
-            names_path.display()
-        ))
-    })?);
+    let names = Arc::new(
+        NameStore::open(&names_path, config.max_room_names).map_err(|error| {
+            std::io::Error::other(format!(
+                "opening the room-name database {} (--names-db, --data-dir): {error}",
+                names_path.display()
+            ))
+        })?,
+    );
     let guard = Arc::new(Guard::new(&config).map_err(std::io::Error::other)?);
     let registry = Registry::new(
         RoomSettings {

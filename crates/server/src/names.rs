@@ -34,32 +34,38 @@ pub enum NamesError {
     /// The stored id is not a room id (the file was edited by hand).
     #[error("the room-name database holds an invalid room id")]
     Corrupt,
+    /// As many names are stored as the server allows (`--max-room-names`).
+    #[error("the room-name database is full")]
+    Full,
 }
 
 /// The name → room id table.
 #[derive(Debug)]
 pub struct NameStore {
     connection: Mutex<Connection>,
+    /// Most names kept at once: the bound on the disk an abuser can fill.
+    capacity: u64,
 }
 
 impl NameStore {
-    /// Opens (creating if needed) the database at `path`, and its directory.
-    pub fn open(path: &Path) -> Result<Self, NamesError> {
+    /// Opens (creating if needed) the database at `path`, and its directory; at most `capacity`
+    /// names are kept.
+    pub fn open(path: &Path, capacity: u64) -> Result<Self, NamesError> {
         if let Some(directory) = path.parent()
             && !directory.as_os_str().is_empty()
         {
             std::fs::create_dir_all(directory)?;
         }
-        Self::with_connection(Connection::open(path)?)
+        Self::with_connection(Connection::open(path)?, capacity)
     }
 
     /// A store that lives in memory only (tests).
     #[cfg(test)]
-    pub fn in_memory() -> Result<Self, NamesError> {
-        Self::with_connection(Connection::open_in_memory()?)
+    pub fn in_memory(capacity: u64) -> Result<Self, NamesError> {
+        Self::with_connection(Connection::open_in_memory()?, capacity)
     }
 
-    fn with_connection(connection: Connection) -> Result<Self, NamesError> {
+    fn with_connection(connection: Connection, capacity: u64) -> Result<Self, NamesError> {
         // WAL keeps a reader from blocking the writer and survives a crash mid-write.
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.execute_batch(
@@ -71,6 +77,7 @@ impl NameStore {
         )?;
         Ok(Self {
             connection: Mutex::new(connection),
+            capacity,
         })
     }
 
@@ -81,9 +88,9 @@ impl NameStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The room of `name` at `now`, renewing it; a name not in use (or expired) gets a new random
-    /// room. Returns the id and whether it is new.
-    pub fn resolve(&self, name: &RoomName, now: u64) -> Result<(RoomId, bool), NamesError> {
+    /// The room of `name` at `now`, renewing the name, or `None` if the name is not in use (or
+    /// expired).
+    pub fn lookup(&self, name: &RoomName, now: u64) -> Result<Option<RoomId>, NamesError> {
         let connection = self.lock();
         let oldest_alive = now.saturating_sub(NAME_TTL_SECS);
         let existing: Option<String> = connection
@@ -93,21 +100,47 @@ impl NameStore {
                 |row| row.get(0),
             )
             .optional()?;
-        if let Some(id) = existing {
-            connection.execute(
-                "UPDATE room_names SET last_used = ?2 WHERE name = ?1",
-                params![name.as_str(), to_sql(now)],
-            )?;
-            let id = RoomId::try_from(id).map_err(|_| NamesError::Corrupt)?;
-            return Ok((id, false));
+        let Some(id) = existing else {
+            return Ok(None);
+        };
+        connection.execute(
+            "UPDATE room_names SET last_used = ?2 WHERE name = ?1",
+            params![name.as_str(), to_sql(now)],
+        )?;
+        RoomId::try_from(id)
+            .map(Some)
+            .map_err(|_| NamesError::Corrupt)
+    }
+
+    /// Gives `name` a new random room at `now` (replacing an expired entry), unless the table is
+    /// full. Call after [`NameStore::lookup`] found nothing; a name that is in use keeps its room.
+    pub fn create(&self, name: &RoomName, now: u64) -> Result<RoomId, NamesError> {
+        let connection = self.lock();
+        let count: i64 =
+            connection.query_row("SELECT COUNT(*) FROM room_names", [], |row| row.get(0))?;
+        if u64::try_from(count).unwrap_or(u64::MAX) >= self.capacity {
+            return Err(NamesError::Full);
         }
         let id = room_id()?;
+        let oldest_alive = now.saturating_sub(NAME_TTL_SECS);
+        // Only an expired entry may be replaced; a name another session just created stays.
         connection.execute(
             "INSERT INTO room_names (name, room_id, last_used) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET room_id = ?2, last_used = ?3",
-            params![name.as_str(), id.as_str(), to_sql(now)],
+             ON CONFLICT (name) DO UPDATE SET room_id = ?2, last_used = ?3
+             WHERE room_names.last_used < ?4",
+            params![
+                name.as_str(),
+                id.as_str(),
+                to_sql(now),
+                to_sql(oldest_alive)
+            ],
         )?;
-        Ok((id, true))
+        let stored: String = connection.query_row(
+            "SELECT room_id FROM room_names WHERE name = ?1",
+            params![name.as_str()],
+            |row| row.get(0),
+        )?;
+        RoomId::try_from(stored).map_err(|_| NamesError::Corrupt)
     }
 
     /// Deletes every name unused for [`NAME_TTL_SECS`]; returns how many.
@@ -145,52 +178,57 @@ mod tests {
         RoomName::try_from(text.to_owned()).expect("valid name")
     }
 
+    /// What a join-named does: the name's room, or a new one; and whether it is new.
+    fn resolve(store: &NameStore, name: &RoomName, now: u64) -> Result<(RoomId, bool), NamesError> {
+        match store.lookup(name, now)? {
+            Some(id) => Ok((id, false)),
+            None => Ok((store.create(name, now)?, true)),
+        }
+    }
+
     #[test]
     fn the_same_name_leads_to_the_same_room() {
-        let store = NameStore::in_memory().expect("open");
-        let (first, new) = store.resolve(&name("Team Standup"), NOW).expect("resolve");
+        let store = NameStore::in_memory(1000).expect("open");
+        let (first, new) = resolve(&store, &name("Team Standup"), NOW).expect("resolve");
         assert!(new);
-        let (again, new) = store
-            .resolve(&name("team standup"), NOW + DAY)
-            .expect("resolve");
+        let (again, new) = resolve(&store, &name("team standup"), NOW + DAY).expect("resolve");
         assert!(!new);
         assert_eq!(first, again);
-        let (other, _) = store.resolve(&name("another-room"), NOW).expect("resolve");
+        let (other, _) = resolve(&store, &name("another-room"), NOW).expect("resolve");
         assert_ne!(first, other);
     }
 
     #[test]
     fn a_name_expires_thirty_days_after_its_last_use() {
-        let store = NameStore::in_memory().expect("open");
-        let (id, _) = store.resolve(&name("book-club"), NOW).expect("resolve");
+        let store = NameStore::in_memory(1000).expect("open");
+        let (id, _) = resolve(&store, &name("book-club"), NOW).expect("resolve");
         // Used on day 29: renewed.
-        let (renewed, _) = store
-            .resolve(&name("book-club"), NOW + 29 * DAY)
-            .expect("resolve");
+        let (renewed, _) = resolve(&store, &name("book-club"), NOW + 29 * DAY).expect("resolve");
         assert_eq!(renewed, id);
         // 30 days after that use, to the second, it still holds.
         let last = NOW + 29 * DAY + NAME_TTL_SECS;
         assert_eq!(store.sweep(last).expect("sweep"), 0);
         assert_eq!(
-            store.resolve(&name("book-club"), last).expect("resolve").0,
+            resolve(&store, &name("book-club"), last)
+                .expect("resolve")
+                .0,
             id
         );
         // Unused for 30 days and a second: swept, and the name leads to a new room.
         let expired = last + NAME_TTL_SECS + 1;
         assert_eq!(store.sweep(expired).expect("sweep"), 1);
         assert_eq!(store.len().expect("count"), 0);
-        let (fresh, new) = store.resolve(&name("book-club"), expired).expect("resolve");
+        let (fresh, new) = resolve(&store, &name("book-club"), expired).expect("resolve");
         assert!(new);
         assert_ne!(fresh, id);
     }
 
     #[test]
     fn an_expired_name_not_yet_swept_is_not_reused() {
-        let store = NameStore::in_memory().expect("open");
-        let (id, _) = store.resolve(&name("old-room"), NOW).expect("resolve");
-        let (fresh, new) = store
-            .resolve(&name("old-room"), NOW + NAME_TTL_SECS + 1)
-            .expect("resolve");
+        let store = NameStore::in_memory(1000).expect("open");
+        let (id, _) = resolve(&store, &name("old-room"), NOW).expect("resolve");
+        let (fresh, new) =
+            resolve(&store, &name("old-room"), NOW + NAME_TTL_SECS + 1).expect("resolve");
         assert!(new);
         assert_ne!(fresh, id);
         assert_eq!(store.len().expect("count"), 1, "replaced in place");
@@ -201,18 +239,43 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("natter-names-{}", std::process::id()));
         let path = directory.join("nested").join("names.sqlite3");
         let _ = std::fs::remove_dir_all(&directory);
-        let (id, _) = NameStore::open(&path)
-            .expect("create")
-            .resolve(&name("persistent"), NOW)
-            .expect("resolve");
-        let reopened = NameStore::open(&path).expect("reopen");
-        assert_eq!(
-            reopened
-                .resolve(&name("persistent"), NOW + 1)
-                .expect("resolve")
-                .0,
-            id
-        );
+        let created = NameStore::open(&path, 1000).expect("create");
+        let (id, _) = resolve(&created, &name("persistent"), NOW).expect("resolve");
+        drop(created);
+        let reopened = NameStore::open(&path, 1000).expect("reopen");
+        let (again, new) = resolve(&reopened, &name("persistent"), NOW + 1).expect("resolve");
+        assert_eq!((again, new), (id, false));
         let _ = std::fs::remove_dir_all(&directory);
+    }
+}
+
+#[cfg(test)]
+mod capacity_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_refuses_new_names_but_serves_old_ones() {
+        let store = NameStore::in_memory(2).expect("open");
+        let name = |text: &str| RoomName::try_from(text.to_owned()).expect("valid");
+        let first = store.create(&name("one-room"), 100).expect("room");
+        store.create(&name("two-room"), 100).expect("room");
+        assert!(matches!(
+            store.create(&name("three-room"), 100),
+            Err(NamesError::Full)
+        ));
+        assert_eq!(
+            store.lookup(&name("one-room"), 101).expect("lookup"),
+            Some(first)
+        );
+        // A name created twice keeps its first room.
+        let again = store.create(&name("one-room"), 102);
+        assert!(
+            matches!(again, Err(NamesError::Full)),
+            "full, so not even replaced"
+        );
+        let roomy = NameStore::in_memory(10).expect("open");
+        let a = roomy.create(&name("same-name"), 100).expect("room");
+        let b = roomy.create(&name("same-name"), 100).expect("room");
+        assert_eq!(a, b);
     }
 }

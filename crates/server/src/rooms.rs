@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use natter_proto::signaling::{IceServer, RoomKind};
 use natter_proto::{DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage};
-use natter_room::{AddressTag, JoinRequest, Output, Room, RoomPolicy, SessionId};
+use natter_room::{AddressTag, JoinRequest, Moderation, Output, Room, RoomPolicy, SessionId};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -59,6 +59,8 @@ pub(crate) enum RoomCommand {
         owner_secret: Option<OwnerSecret>,
         /// The name the room was reached by, echoed in `welcome`.
         room_name: Option<RoomName>,
+        /// The session already took a room-creation token (for a new name).
+        creation_paid: bool,
         handle: SessionHandle,
         /// The room's kind, after `welcome` was queued on the session's outbound channel.
         reply: oneshot::Sender<Result<RoomKind, ErrorCode>>,
@@ -75,27 +77,10 @@ pub(crate) enum RoomCommand {
     Leave {
         session: SessionId,
     },
-    Kick {
+    /// An owner's request (the room checks that it comes from the owner).
+    Moderate {
         session: SessionId,
-        peer: PeerId,
-    },
-    Ban {
-        session: SessionId,
-        peer: PeerId,
-    },
-    Lock {
-        session: SessionId,
-        locked: bool,
-    },
-    SetCapacity {
-        session: SessionId,
-        capacity: u32,
-    },
-    HandOver {
-        session: SessionId,
-        peer: PeerId,
-        /// The new owner's secret, drawn by the session.
-        secret: OwnerSecret,
+        action: Moderation,
     },
     /// The socket ended without `leave`.
     Disconnected {
@@ -169,13 +154,19 @@ impl Registry {
         command: RoomCommand,
     ) -> Result<mpsc::Sender<RoomCommand>, Refused> {
         let mut rooms = self.lock();
-        let (policy, creator) = match &command {
+        let (policy, creator, creation_paid) = match &command {
             RoomCommand::Join {
-                kind: RoomKind::Group,
+                kind,
                 address,
+                creation_paid,
                 ..
-            } => (self.settings.group, *address),
-            RoomCommand::Join { address, .. } => (self.settings.pair, *address),
+            } => {
+                let policy = match kind {
+                    RoomKind::Group => self.settings.group,
+                    RoomKind::Pair => self.settings.pair,
+                };
+                (policy, *address, *creation_paid)
+            }
             _ => return Err(ErrorCode::Internal.into()),
         };
         let command = match rooms.get(room_id) {
@@ -187,11 +178,14 @@ impl Registry {
             },
             None => command,
         };
-        if let Err(wait) = self
-            .guard
-            .room_creations
-            .check(&creator, std::time::Instant::now())
-        {
+        let limited = if creation_paid {
+            Ok(())
+        } else {
+            self.guard
+                .room_creations
+                .check(&creator, std::time::Instant::now())
+        };
+        if let Err(wait) = limited {
             return Err(Refused {
                 code: ErrorCode::RateLimited,
                 retry_after: Some(wait),
@@ -258,6 +252,7 @@ impl RoomTask {
                 owner_secret,
                 room_name,
                 kind: _,
+                creation_paid: _,
             } => {
                 let policy = self.room.policy();
                 let request = JoinRequest {
@@ -303,29 +298,10 @@ impl RoomTask {
                     self.send_error(session, code);
                 }
             }
-            RoomCommand::Kick { session, peer } => {
-                let result = self.room.kick(session, &peer);
-                self.report(session, result);
-            }
-            RoomCommand::Ban { session, peer } => {
-                let result = self.room.ban(session, &peer);
-                self.report(session, result);
-            }
-            RoomCommand::Lock { session, locked } => {
-                let result = self.room.lock(session, locked);
-                self.report(session, result);
-            }
-            RoomCommand::SetCapacity { session, capacity } => {
-                let result = self.room.set_capacity(session, capacity);
-                self.report(session, result);
-            }
-            RoomCommand::HandOver {
-                session,
-                peer,
-                secret,
-            } => {
-                let result = self.room.hand_over(session, &peer, secret);
-                self.report(session, result);
+            RoomCommand::Moderate { session, action } => {
+                if let Err(code) = self.room.moderate(session, action) {
+                    self.send_error(session, code);
+                }
             }
             RoomCommand::Leave { session } => {
                 self.room.leave(session);
@@ -335,12 +311,6 @@ impl RoomTask {
                 self.room.disconnected(now, session);
                 self.sessions.remove(&session);
             }
-        }
-    }
-
-    fn report(&self, session: SessionId, result: Result<(), ErrorCode>) {
-        if let Err(code) = result {
-            self.send_error(session, code);
         }
     }
 

@@ -9,18 +9,17 @@ use natter_proto::limits::{
     MESSAGE_BURST, MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
 };
 use natter_proto::pow::Proof;
-use natter_proto::signaling::RoomKind;
+use natter_proto::signaling::{Admission, RoomKind};
 use natter_proto::{
-    ClientMessage, DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage,
-    close,
+    ClientMessage, DisplayName, ErrorCode, PeerId, RoomId, RoomName, ServerMessage, close,
 };
-use natter_room::{AddressTag, SessionId};
+use natter_room::{AddressTag, Moderation, SessionId};
 use natter_sfu::{ClientId, Command as SfuCommand, SfuHandle};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::guard::{ConnectionPlace, Guard};
-use crate::names::NameStore;
+use crate::names::{NameStore, NamesError};
 use crate::pow::ProofError;
 use crate::rate::TokenBucket;
 use crate::rooms::{Refused, Registry, RoomCommand, SessionHandle, close_frame, text};
@@ -244,6 +243,28 @@ fn relayed_signal_len(payload: &serde_json::Value) -> usize {
     payload_len.saturating_add(ENVELOPE.len() + PEER_ID_MAX_LEN)
 }
 
+/// The room's form of an owner's request. A hand-over draws the new owner's secret here.
+fn moderation(message: ClientMessage) -> Result<Moderation, ErrorCode> {
+    Ok(match message {
+        ClientMessage::Kick { peer } => Moderation::Kick(peer),
+        ClientMessage::Ban { peer } => Moderation::Ban(peer),
+        ClientMessage::Lock { locked } => Moderation::Lock(locked),
+        ClientMessage::SetCapacity { capacity } => Moderation::SetCapacity(capacity),
+        ClientMessage::HandOver { peer } => {
+            let secret = secrets::owner_secret().map_err(|_| ErrorCode::Internal)?;
+            Moderation::HandOver(peer, secret)
+        }
+        _ => return Err(ErrorCode::BadMessage),
+    })
+}
+
+/// Logs a name-store failure (its text names no room: SQLite's messages hold no values) and
+/// gives the client the generic error.
+fn name_store_failed(error: &NamesError) -> ServerMessage {
+    tracing::error!(%error, "cannot look up or add a room name");
+    ServerMessage::error(ErrorCode::Internal)
+}
+
 /// A `rate-limited` error saying when to try again.
 fn rate_limited(wait: Duration) -> ServerMessage {
     ServerMessage::Error {
@@ -338,28 +359,24 @@ impl Session {
                     peer,
                     name,
                     kind,
-                    proof,
-                    owner_secret,
+                    admission,
                 },
                 Stage::Ready,
             ) => {
                 let target = JoinTarget::Id(room, kind);
-                self.join(socket, target, peer, name, proof, owner_secret)
-                    .await
+                self.join(socket, target, peer, name, admission).await
             }
             (
                 ClientMessage::JoinNamed {
                     room_name,
                     peer,
                     name,
-                    proof,
-                    owner_secret,
+                    admission,
                 },
                 Stage::Ready,
             ) => {
                 let target = JoinTarget::Named(room_name);
-                self.join(socket, target, peer, name, proof, owner_secret)
-                    .await
+                self.join(socket, target, peer, name, admission).await
             }
             (ClientMessage::JoinNamed { .. }, Stage::Joined { .. }) => {
                 self.reply_error(socket, ErrorCode::AlreadyJoined).await
@@ -412,44 +429,23 @@ impl Session {
                 };
                 self.forward(socket, room.clone(), command).await
             }
-            (ClientMessage::Kick { peer }, Stage::Joined { room, .. }) => {
-                let command = RoomCommand::Kick {
-                    session: self.id,
-                    peer,
-                };
-                self.forward(socket, room.clone(), command).await
-            }
-            (ClientMessage::Ban { peer }, Stage::Joined { room, .. }) => {
-                let command = RoomCommand::Ban {
-                    session: self.id,
-                    peer,
-                };
-                self.forward(socket, room.clone(), command).await
-            }
-            (ClientMessage::Lock { locked }, Stage::Joined { room, .. }) => {
-                let command = RoomCommand::Lock {
-                    session: self.id,
-                    locked,
-                };
-                self.forward(socket, room.clone(), command).await
-            }
-            (ClientMessage::SetCapacity { capacity }, Stage::Joined { room, .. }) => {
-                let command = RoomCommand::SetCapacity {
-                    session: self.id,
-                    capacity,
-                };
-                self.forward(socket, room.clone(), command).await
-            }
-            (ClientMessage::HandOver { peer }, Stage::Joined { room, .. }) => {
-                let Ok(secret) = secrets::owner_secret() else {
-                    return self.reply_error(socket, ErrorCode::Internal).await;
-                };
-                let command = RoomCommand::HandOver {
-                    session: self.id,
-                    peer,
-                    secret,
-                };
-                self.forward(socket, room.clone(), command).await
+            (
+                message @ (ClientMessage::Kick { .. }
+                | ClientMessage::Ban { .. }
+                | ClientMessage::Lock { .. }
+                | ClientMessage::SetCapacity { .. }
+                | ClientMessage::HandOver { .. }),
+                Stage::Joined { room, .. },
+            ) => {
+                let room = room.clone();
+                match moderation(message) {
+                    Ok(action) => {
+                        let session = self.id;
+                        let command = RoomCommand::Moderate { session, action };
+                        self.forward(socket, room, command).await
+                    }
+                    Err(code) => self.reply_error(socket, code).await,
+                }
             }
             (ClientMessage::Signal { to, payload }, Stage::Joined { room, .. }) => {
                 if relayed_signal_len(&payload) > MAX_MESSAGE_BYTES {
@@ -513,9 +509,12 @@ impl Session {
         target: JoinTarget,
         peer: PeerId,
         name: DisplayName,
-        proof: Option<Proof>,
-        owner_secret: Option<OwnerSecret>,
+        admission: Admission,
     ) -> Option<End> {
+        let Admission {
+            proof,
+            owner_secret,
+        } = admission;
         if let Some(refusal) = self.proof_refusal(proof.as_ref()) {
             self.bad_proofs += 1;
             if self.bad_proofs > BAD_PROOF_TOLERANCE {
@@ -530,11 +529,15 @@ impl Session {
             }
             return self.refuse_join(socket, refusal).await;
         }
+        let mut creation_paid = false;
         let (room_id, kind, room_name) = match target {
             JoinTarget::Id(room_id, kind) => (room_id, kind, None),
             JoinTarget::Named(room_name) => match self.resolve(&room_name).await {
-                Ok(room_id) => (room_id, RoomKind::Group, Some(room_name)),
-                Err(code) => return self.refuse_join(socket, ServerMessage::error(code)).await,
+                Ok((room_id, created)) => {
+                    creation_paid = created;
+                    (room_id, RoomKind::Group, Some(room_name))
+                }
+                Err(refusal) => return self.refuse_join(socket, refusal).await,
             },
         };
         let (reply, result) = oneshot::channel();
@@ -546,6 +549,7 @@ impl Session {
             address: self.client.address,
             owner_secret,
             room_name,
+            creation_paid,
             handle: self.handle.clone(),
             reply,
         };
@@ -587,20 +591,30 @@ impl Session {
         self.send_challenge(socket).await
     }
 
-    /// The room id of a name, from the name store (on the blocking pool: SQLite blocks).
-    async fn resolve(&self, room_name: &RoomName) -> Result<RoomId, ErrorCode> {
+    /// The room id of a name, from the name store (on the blocking pool: SQLite blocks). A new
+    /// name is a new room, so it takes a token of the address's room-creation limit first (and
+    /// the join then does not take another); that limit is what bounds the names one address adds.
+    async fn resolve(&self, room_name: &RoomName) -> Result<(RoomId, bool), ServerMessage> {
         let names = Arc::clone(&self.client.names);
-        let room_name = room_name.clone();
-        let resolved =
-            tokio::task::spawn_blocking(move || names.resolve(&room_name, unix_now())).await;
-        match resolved {
-            Ok(Ok((room_id, _))) => Ok(room_id),
-            Ok(Err(error)) => {
-                // The error names no room: SQLite's messages hold no values.
-                tracing::error!(%error, "cannot look up a room name");
-                Err(ErrorCode::Internal)
-            }
-            Err(_) => Err(ErrorCode::Internal),
+        let name = room_name.clone();
+        let found = tokio::task::spawn_blocking(move || names.lookup(&name, unix_now())).await;
+        match found {
+            Ok(Ok(Some(room_id))) => return Ok((room_id, false)),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => return Err(name_store_failed(&error)),
+            Err(_) => return Err(ServerMessage::error(ErrorCode::Internal)),
+        }
+        let limiter = &self.client.guard.room_creations;
+        if let Err(wait) = limiter.check(&self.client.address, std::time::Instant::now()) {
+            return Err(rate_limited(wait));
+        }
+        let names = Arc::clone(&self.client.names);
+        let name = room_name.clone();
+        match tokio::task::spawn_blocking(move || names.create(&name, unix_now())).await {
+            Ok(Ok(room_id)) => Ok((room_id, true)),
+            Ok(Err(NamesError::Full)) => Err(ServerMessage::error(ErrorCode::ServerBusy)),
+            Ok(Err(error)) => Err(name_store_failed(&error)),
+            Err(_) => Err(ServerMessage::error(ErrorCode::Internal)),
         }
     }
 

@@ -1331,17 +1331,25 @@ async fn only_the_owner_may_moderate() {
     }
 }
 
+/// Ann, the owner, sends `action` (`kick` or `ban`) about Bob: Bob is told why and closed with
+/// `code`, and Ann sees him leave for that reason. Returns Ann.
+async fn ann_expels_bob(server: &Server, action: &str, code: u16) -> Client {
+    let (mut ann, mut bob, _) = owned_room(server).await;
+    ann.send(json!({"type": action, "peer": BOB})).await;
+    let reason = if action == "kick" { "kicked" } else { "banned" };
+    bob.expect_error(reason).await;
+    bob.expect_close(code).await;
+    assert_eq!(
+        ann.recv().await,
+        json!({"type": "peer-left", "peer": BOB, "reason": reason})
+    );
+    ann
+}
+
 #[tokio::test]
 async fn a_kicked_person_is_told_why_and_the_others_see_it() {
     let server = Server::start_with(proxied_config()).await;
-    let (mut ann, mut bob, _) = owned_room(&server).await;
-    ann.send(json!({"type": "kick", "peer": BOB})).await;
-    bob.expect_error("kicked").await;
-    bob.expect_close(4004).await;
-    assert_eq!(
-        ann.recv().await,
-        json!({"type": "peer-left", "peer": BOB, "reason": "kicked"})
-    );
+    ann_expels_bob(&server, "kick", 4004).await;
     // A kick is not a ban.
     let mut bob = client_from(&server, "192.0.2.2").await;
     assert_eq!(join_group(&mut bob, BOB, "Bob").await["type"], "welcome");
@@ -1350,14 +1358,7 @@ async fn a_kicked_person_is_told_why_and_the_others_see_it() {
 #[tokio::test]
 async fn a_banned_person_cannot_return_even_with_a_fresh_identity_from_the_same_address() {
     let server = Server::start_with(proxied_config()).await;
-    let (mut ann, mut bob, _) = owned_room(&server).await;
-    ann.send(json!({"type": "ban", "peer": BOB})).await;
-    bob.expect_error("banned").await;
-    bob.expect_close(4005).await;
-    assert_eq!(
-        ann.recv().await,
-        json!({"type": "peer-left", "peer": BOB, "reason": "banned"})
-    );
+    ann_expels_bob(&server, "ban", 4005).await;
     let mut again = client_from(&server, "192.0.2.2").await;
     assert_error(&join_group(&mut again, BOB, "Bob").await, "banned");
     let mut fresh = client_from(&server, "192.0.2.2").await;
@@ -1574,4 +1575,31 @@ async fn behind_a_proxy_a_request_without_the_address_header_is_refused() {
         Client::connect_with(server.addr, &[]).await.err(),
         Some(400)
     );
+}
+
+#[tokio::test]
+async fn a_new_room_name_counts_once_against_the_room_creation_limit() {
+    let mut config = proxied_config();
+    config.rooms_per_minute = 6;
+    config.rooms_burst = 2;
+    let server = Server::start_with(config).await;
+    let mut alpha = client_from(&server, "192.0.2.1").await;
+    let mut beta = client_from(&server, "192.0.2.1").await;
+    let mut gamma = client_from(&server, "192.0.2.1").await;
+    // Two new names fit a burst of two: each is charged once, not for the name and the room.
+    let reply = join_named(&mut alpha, "alpha-room", ANN, "Ann").await;
+    assert_eq!(reply["type"], "welcome", "{reply}");
+    let reply = join_named(&mut beta, "beta-room", BOB, "Bob").await;
+    assert_eq!(reply["type"], "welcome", "{reply}");
+    let reply = join_named(&mut gamma, "gamma-room", CAT, "Cat").await;
+    assert_error(&reply, "rate-limited");
+    assert!(reply["retryAfterMs"].as_u64().is_some(), "{reply}");
+    // Another address may add it.
+    let mut dan = client_from(&server, "192.0.2.4").await;
+    let welcome = join_named(&mut dan, "gamma-room", DAN, "Dan").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    // A name in use is no new room: the limited address may still enter it.
+    let mut cat = client_from(&server, "192.0.2.1").await;
+    let welcome = join_named(&mut cat, "alpha-room", CAT, "Cat").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
 }

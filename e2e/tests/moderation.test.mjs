@@ -188,6 +188,13 @@ describe('room owners', () => {
     await cara.page.reload();
     await expectConnection(cara.page, THROUGH_SERVER);
     await personRow(ann.page, 'Bob').waitFor();
+    // The capacity: a bad value is explained, a good one reaches everyone.
+    await ann.page.getByLabel('Room capacity').fill('1');
+    await ann.page.getByRole('button', { name: 'Set capacity' }).click();
+    await ann.page.getByRole('alert').filter({ hasText: 'A room holds at least 2 people' }).waitFor();
+    await ann.page.getByLabel('Room capacity').fill('3');
+    await ann.page.getByRole('button', { name: 'Set capacity' }).click();
+    await bob.page.getByRole('status', { name: 'Room rules' }).filter({ hasText: 'Holds up to 3 people.' }).waitFor();
     // The owner hands the room to Bob: the controls move with it.
     await ann.page.getByRole('button', { name: 'Make Bob the owner' }).click();
     await bob.page.getByRole('checkbox', { name: 'Lock room' }).waitFor();

@@ -14,22 +14,55 @@ import { saveOwnerSecret } from './owner-secrets.js';
  * @typedef {import('./protocol.js').ServerMessage} ServerMessage
  */
 
-/** @template {HTMLElement} T @param {string} id @returns {T} */
-const element = (id) => /** @type {T} */ (document.getElementById(id));
+/**
+ * An element with attributes and children.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {Record<string, string>} [attributes] @param {(Node | string)[]} [children]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+function make(tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
 
+/**
+ * The "People" section, built into the page's `<details id="people">` so both room pages share
+ * one definition.
+ */
 export class ModerationView {
-  #list = element('people-list');
-  #rules = element('room-rules');
-  #ownerControls = element('owner-controls');
-  #lock = /** @type {HTMLInputElement} */ (element('lock-room'));
-  #capacityForm = /** @type {HTMLFormElement} */ (element('capacity-form'));
-  #capacityInput = /** @type {HTMLInputElement} */ (element('capacity-input'));
+  #list = make('ul', { class: 'people-list', 'aria-label': 'People' });
+  #rules = make('p', { class: 'room-rules', role: 'status', 'aria-label': 'Room rules' });
+  #lock = make('input', { type: 'checkbox', id: 'lock-room' });
+  #capacityInput = make('input', {
+    id: 'capacity-input',
+    type: 'number',
+    min: '2',
+    inputmode: 'numeric',
+    'aria-describedby': 'owner-error',
+  });
+  #capacityForm = make('form', { class: 'capacity-form', novalidate: '' }, [
+    make('label', { for: 'capacity-input' }, ['Room capacity']),
+    this.#capacityInput,
+    make('button', { type: 'submit' }, ['Set capacity']),
+  ]);
+  /** Where the owner's refused requests are explained. */
+  error = make('p', { id: 'owner-error', class: 'error', role: 'alert' });
+  #ownerControls = make('div', { class: 'owner-controls', role: 'group', 'aria-label': 'Owner controls' }, [
+    make('label', { class: 'toggle' }, [this.#lock, ' Lock room']),
+    this.#capacityForm,
+    this.error,
+  ]);
   /** The last announcement, so re-rendering does not repeat it to screen readers. */
   #announced = '';
 
   /** @param {ModerationActions} actions */
   constructor(actions) {
     this.actions = actions;
+    const section = /** @type {HTMLElement} */ (document.getElementById('people'));
+    section.append(make('summary', {}, ['People']), this.#rules, this.#list, this.#ownerControls);
+    this.#ownerControls.hidden = true;
     this.#lock.addEventListener('change', () => actions.lock(this.#lock.checked));
     this.#capacityForm.addEventListener('submit', (event) => {
       event.preventDefault();
@@ -109,7 +142,6 @@ export class ModerationView {
  * and the owner's requests (sent through the page's signaling connection).
  */
 export class Ownership {
-  #error = element('owner-error');
   #view;
 
   /**
@@ -127,7 +159,7 @@ export class Ownership {
       handOver: (peer) => signaling()?.handOver(peer),
       lock: (locked) => signaling()?.lock(locked),
       setCapacity: (capacity) => {
-        this.#error.textContent = '';
+        this.#view.error.textContent = '';
         signaling()?.setCapacity(capacity);
       },
     });
@@ -148,9 +180,9 @@ export class Ownership {
         break;
       case 'error':
         if (message.code === 'invalid-capacity') {
-          this.#error.textContent = 'A room holds at least 2 people and at most what this server allows.';
+          this.#view.error.textContent = 'A room holds at least 2 people and at most what this server allows.';
         } else if (message.code === 'not-owner') {
-          this.#error.textContent = 'Only the owner may do that.';
+          this.#view.error.textContent = 'Only the owner may do that.';
         }
         break;
     }

@@ -30,7 +30,8 @@ const personRow = (page, name) => people(page).getByRole('listitem').filter({ ha
 
 /** Sets the person's name (their identity's default is random). @param {Page} page @param {string} name */
 async function setName(page, name) {
-  await page.getByText('Change your name', { exact: true }).click();
+  // The group page folds the name form away; the pair page shows it on wide screens.
+  if (!page.url().includes('/r/')) await page.getByText('Change your name', { exact: true }).click();
   await page.getByLabel('Your name', { exact: true }).fill(name);
   await page.getByRole('button', { name: 'Save name', exact: true }).click();
 }
@@ -201,6 +202,26 @@ describe('room owners', () => {
     await personRow(ann.page, 'Bob').filter({ hasText: '(owner)' }).waitFor();
     assert.equal(await ann.page.getByRole('checkbox', { name: 'Lock room' }).isVisible(), false);
     for (const person of [ann, bob, cara]) await person.context.close();
+  });
+
+  test('in a pair room too, the owner may remove the other person', async () => {
+    const ann = await newPerson(browser, server.url);
+    await ann.page.goto('/');
+    await ann.page.getByRole('button', { name: 'Create room', exact: true }).click();
+    await ann.page.waitForURL(/\/r\//);
+    await setName(ann.page, 'Ann');
+    const bob = await newPerson(browser, server.url);
+    await bob.page.goto(ann.page.url());
+    await setName(bob.page, 'Bob');
+    await expectConnection(bob.page, 'Connected');
+    await personRow(bob.page, 'Ann').filter({ hasText: '(owner)' }).waitFor();
+    // A pair room has no capacity to set.
+    assert.equal(await ann.page.getByLabel('Room capacity').isVisible(), false);
+    await ann.page.getByRole('button', { name: 'Remove Bob' }).click();
+    await expectConnection(bob.page, "The room's owner removed you from this room.");
+    await expectConnection(ann.page, 'The other person left');
+    assert.deepEqual([...ann.problems, ...bob.problems], []);
+    for (const person of [ann, bob]) await person.context.close();
   });
 
   test('the bot check is solved on its own when joining, and the server insists on it', async () => {

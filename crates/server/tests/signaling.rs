@@ -1511,7 +1511,8 @@ async fn room_creation_is_limited_per_address_with_a_retry_time() {
     let refused = cat.join("room-CCCCCCCCCCCCCCCCC", CAT, "Cat").await;
     assert_error(&refused, "rate-limited");
     let retry = refused["retryAfterMs"].as_u64().unwrap();
-    assert!((9_000..=10_000).contains(&retry), "{refused}");
+    // 6 a minute: one every 10 s, less the moment since the burst was spent.
+    assert!((8_000..=10_000).contains(&retry), "{refused}");
     // Joining a room that exists is not creating one.
     let welcome = cat.join(ROOM, CAT, "Cat").await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");

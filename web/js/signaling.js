@@ -11,6 +11,8 @@ const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5_000;
 /** Refused proofs in a row before giving up (the server closes the socket after 5). */
 const MAX_PROOF_FAILURES = 3;
+/** After a join refused for now without a retry time, wait this long before the next. */
+const JOIN_RETRY_MS = 2_000;
 
 /**
  * @typedef {'connecting' | 'joined' | 'retrying' | 'stopped'} SignalingState
@@ -58,11 +60,6 @@ export class Signaling {
     this.name = null;
     this.handlers = handlers;
     this.#solver = new ProofSolver((fraction) => this.handlers.onProof?.(fraction));
-  }
-
-  /** How long the last proof of work took to solve, in milliseconds. */
-  get lastProofMs() {
-    return this.#solver.lastMs;
   }
 
   /** @returns {protocol.JoinTarget} */
@@ -178,8 +175,10 @@ export class Signaling {
             this.stop();
             this.handlers.onState('stopped', { error: message.code });
           }
-        } else if (message.code === 'rate-limited' && this.#state !== 'joined') {
-          this.#joinNotBefore = Date.now() + (message.retryAfterMs ?? 1000);
+        } else if (this.#state !== 'joined') {
+          // A join refused for now (rate-limited, server-busy, internal): the next try, on the
+          // challenge that follows, waits as long as the server asks, or a moment.
+          this.#joinNotBefore = Date.now() + (message.retryAfterMs ?? JOIN_RETRY_MS);
         }
         break;
       case 'pong':

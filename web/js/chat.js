@@ -74,7 +74,7 @@ export class Chat {
   /**
    * Sends a message now, or explains why not. Nothing is queued while the other person is away.
    * @param {string} text
-   * @returns {{ ok: true } | { ok: false, reason: 'empty' | 'too-long' | 'offline' }}
+   * @returns {{ ok: true, message: StoredMessage } | { ok: false, reason: 'empty' | 'too-long' | 'offline' }}
    */
   send(text) {
     if (text.trim().length === 0) return { ok: false, reason: 'empty' };
@@ -96,7 +96,7 @@ export class Chat {
     };
     this.#unacknowledged.set(message.id, message);
     this.#store(message);
-    return { ok: true };
+    return { ok: true, message };
   }
 
   /**

@@ -16,6 +16,7 @@ import { FileTransfers } from './files.js';
 import { FileHasher, FileStore } from './file-store.js';
 import { FileCards, acceptFiles, fileHandlers, offerRefusal } from './file-cards.js';
 import { Ownership } from './moderation.js';
+import { LunaPanel } from './luna-view.js';
 import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
 import { FINAL_STATUS, finalStatus, showProofProgress } from './room-controls.js';
 
@@ -68,6 +69,12 @@ let signalingRef = null;
 /** Where this room's owner secret is kept; set once the page knows the room. */
 let secretKey = '';
 const ownership = new Ownership('group', () => secretKey, () => signalingRef);
+const luna = new LunaPanel({
+  messageLog,
+  history: () => (chat ? [...chat.messages.values()].sort((a, b) => a.seq - b.seq) : []),
+  ask: (id, text, context) => signalingRef?.askLuna(id, text, context) ?? false,
+  allow: (allowed) => signalingRef?.allowLuna(allowed),
+});
 
 // Files: in a group room a file goes to each person as a transfer of its own (the same protocol
 // as pair rooms, relayed to one recipient), so each person has their own transfers object.
@@ -131,7 +138,10 @@ function render() {
     speaker: view.speaker,
     available: view.channelOpen,
   });
-  ownership.render({ self, others: [...people.values()], available: view.signaling === 'joined' && !view.final });
+  const joined = view.signaling === 'joined' && !view.final;
+  ownership.render({ self, others: [...people.values()], available: joined });
+  // In a group room the owner decides about @luna.
+  luna.render({ canToggle: joined && ownership.rules.owner === self.peer, whoDecides: 'The owner' });
   document.title = `Group room (${count + 1}) · Natter`;
 }
 
@@ -273,6 +283,7 @@ async function main() {
       },
       onMessage: (message) => {
         ownership.handle(message);
+        luna.handle(message);
         switch (message.type) {
           case 'welcome':
             if (roomName && !roomId) {
@@ -349,6 +360,8 @@ async function main() {
     offline: 'Not sent: not connected to the room.',
     setTooLong: (over) => (view.tooLong = over),
     render,
+    onDraft: (text) => luna.preview(text),
+    onSent: (message) => luna.sent(message),
   });
 
   // Closing the page is leaving: the others see it at once, not after a timeout.

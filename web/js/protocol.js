@@ -9,6 +9,8 @@ export const NAME_MAX_CHARS = 48;
 export const ROOM_NAME_MIN_CHARS = 3;
 export const ROOM_NAME_MAX_CHARS = 40;
 export const OWNER_SECRET_LENGTH = 43;
+/** Messages of context the assistant sees at most (docs/protocol.md, "luna-ask"). */
+export const LUNA_CONTEXT_MESSAGES = 20;
 export const CHAT_TEXT_MAX_CHARS = 10_000;
 /** Largest signaling message in bytes; larger ones make the server close the socket. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -234,6 +236,18 @@ export const lock = (locked) => JSON.stringify({ type: 'lock', locked });
 export const setCapacity = (capacity) => JSON.stringify({ type: 'set-capacity', capacity });
 /** Owner only. @param {string} peer */
 export const handOver = (peer) => JSON.stringify({ type: 'hand-over', peer });
+/** @param {boolean} allowed */
+export const lunaAllow = (allowed) => JSON.stringify({ type: 'luna-allow', allowed });
+
+/** @typedef {{ id: string, author: string, text: string, luna?: boolean }} LunaTurn */
+/**
+ * A question for the assistant with the messages before it, oldest first.
+ * @param {string} id @param {string} text @param {LunaTurn[]} context
+ */
+export const lunaAsk = (id, text, context) => JSON.stringify({ type: 'luna-ask', id, text, context });
+
+/** True when a message calls the assistant: `@luna` as a word of its own. @param {string} text */
+export const mentionsLuna = (text) => /(^|[^\p{L}\p{N}_@])@luna(?![\p{L}\p{N}_])/iu.test(text);
 /** @param {string} sdp @param {{ mid: string, source: MediaSourceKind }[]} tracks */
 export const sfuOffer = (sdp, tracks) => JSON.stringify({ type: 'sfu-offer', sdp, tracks });
 /** @param {string} name */
@@ -253,9 +267,11 @@ export const ping = () => JSON.stringify({ type: 'ping' });
  * @typedef {{ type: 'hello', version: number, server: string }
  *   | { type: 'welcome', room: string, peer: string, kind: string, capacity: number,
  *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean, maxFileBytes: number,
- *       owner: string | null, locked: boolean, ownerSecret: string | null, roomName: string | null }
+ *       owner: string | null, locked: boolean, ownerSecret: string | null, roomName: string | null,
+ *       luna: LunaInfo | null }
  *   | { type: 'challenge', token: string, difficulty: number }
- *   | { type: 'room-state', owner: string | null, locked: boolean, capacity: number }
+ *   | { type: 'room-state', owner: string | null, locked: boolean, capacity: number, luna: boolean | null }
+ *   | { type: 'luna', reply: string, question: string, text: string, done: boolean, failure: string | null }
  *   | { type: 'owner-secret', secret: string }
  *   | { type: 'peer-joined', peer: string, name: string }
  *   | { type: 'peer-left', peer: string, reason: LeaveReason }
@@ -268,6 +284,7 @@ export const ping = () => JSON.stringify({ type: 'ping' });
  *   | { type: 'error', code: string, message: string, retryAfterMs: number | null }} ServerMessage
  */
 /** @typedef {'left' | 'timed-out' | 'kicked' | 'banned'} LeaveReason */
+/** @typedef {{ model: string, host: string, allowed: boolean }} LunaInfo */
 const LEAVE_REASONS = ['left', 'timed-out', 'kicked', 'banned'];
 
 /** @param {unknown} value @returns {value is Record<string, unknown>} */
@@ -333,14 +350,35 @@ export function parseServerMessage(text) {
         locked: m.locked === true,
         ownerSecret: isOwnerSecret(m.ownerSecret) ? m.ownerSecret : null,
         roomName: typeof m.roomName === 'string' ? m.roomName : null,
+        luna:
+          isObject(m.luna) && typeof m.luna.model === 'string' && typeof m.luna.host === 'string'
+            ? { model: m.luna.model, host: m.luna.host, allowed: m.luna.allowed === true }
+            : null,
       };
+    case 'luna':
+      return typeof m.reply === 'string' && typeof m.question === 'string' && typeof m.text === 'string'
+        ? {
+            type: 'luna',
+            reply: m.reply,
+            question: m.question,
+            text: m.text,
+            done: m.done === true,
+            failure: typeof m.failure === 'string' ? m.failure : null,
+          }
+        : null;
     case 'challenge':
       return typeof m.token === 'string' && Number.isSafeInteger(m.difficulty) && Number(m.difficulty) >= 0
         ? { type: 'challenge', token: m.token, difficulty: Number(m.difficulty) }
         : null;
     case 'room-state':
       return Number.isSafeInteger(m.capacity)
-        ? { type: 'room-state', owner: isPeerId(m.owner) ? m.owner : null, locked: m.locked === true, capacity: Number(m.capacity) }
+        ? {
+            type: 'room-state',
+            owner: isPeerId(m.owner) ? m.owner : null,
+            locked: m.locked === true,
+            capacity: Number(m.capacity),
+            luna: typeof m.luna === 'boolean' ? m.luna : null,
+          }
         : null;
     case 'owner-secret':
       return isOwnerSecret(m.secret) ? { type: 'owner-secret', secret: m.secret } : null;

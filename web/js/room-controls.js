@@ -57,9 +57,12 @@ const element = (id) => /** @type {T} */ (document.getElementById(id));
  *   offline: string,
  *   setTooLong: (over: number) => void,
  *   render: () => void,
- * }} options `offline` is what to say when a message cannot go now
+ *   onDraft?: (text: string) => void,
+ *   onSent?: (message: import('./history.js').StoredMessage) => void,
+ * }} options `offline` is what to say when a message cannot go now; `onDraft` hears every edit
+ *   and `onSent` every message sent
  */
-export function wireComposer({ form, input, notice, chat, offline, setTooLong, render }) {
+export function wireComposer({ form, input, notice, chat, offline, setTooLong, render, onDraft, onSent }) {
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     const result = chat()?.send(input.value);
@@ -67,6 +70,7 @@ export function wireComposer({ form, input, notice, chat, offline, setTooLong, r
     if (result.ok) {
       input.value = '';
       setTooLong(0);
+      onSent?.(result.message);
     } else if (result.reason === 'offline') {
       notice.textContent = offline;
       return;
@@ -85,6 +89,7 @@ export function wireComposer({ form, input, notice, chat, offline, setTooLong, r
     setTooLong(Math.max(0, over));
     if (input.value.trim()) chat()?.typing();
     else chat()?.stopTyping();
+    onDraft?.(input.value);
     render();
   });
   new EmojiPicker({

@@ -10,6 +10,7 @@ import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
 import { FINAL_STATUS, finalStatus, showProofProgress, wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
 import { Ownership } from './moderation.js';
+import { LunaPanel } from './luna-view.js';
 import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
 import { FileTransfers } from './files.js';
 import { FileHasher, FileStore } from './file-store.js';
@@ -61,6 +62,14 @@ let signalingRef = null;
 /** Where this room's owner secret is kept; set once the page knows the room. */
 let secretKey = '';
 const ownership = new Ownership('pair', () => secretKey, () => signalingRef);
+/** The room's chat, once made (for Luna's context). @type {Chat | null} */
+let roomChatRef = null;
+const luna = new LunaPanel({
+  messageLog: element('messages'),
+  history: () => (roomChatRef ? [...roomChatRef.messages.values()].sort((a, b) => a.seq - b.seq) : []),
+  ask: (id, text, context) => signalingRef?.askLuna(id, text, context) ?? false,
+  allow: (allowed) => signalingRef?.allowLuna(allowed),
+});
 
 /**
  * Everything the status line is derived from.
@@ -125,11 +134,10 @@ function render() {
   callView.available = view.channelOpen;
   callView.otherName = view.other?.name ?? null;
   callView.render();
-  ownership.render({
-    self: me,
-    others: view.other ? [view.other] : [],
-    available: view.signaling === 'joined' && !view.final,
-  });
+  const joined = view.signaling === 'joined' && !view.final;
+  ownership.render({ self: me, others: view.other ? [view.other] : [], available: joined });
+  // In a pair room both people are equals: either may allow @luna.
+  luna.render({ canToggle: joined, whoDecides: 'Either of you' });
   document.title = `${view.unread ? `(${view.unread}) ` : ''}${roomLabel({ localName: view.localName, peerName: view.other?.name ?? '' })} · Natter`;
 }
 
@@ -361,6 +369,7 @@ async function main() {
       },
       onMessage: (message) => {
         ownership.handle(message);
+        luna.handle(message);
         switch (message.type) {
           case 'welcome': {
             me.peer = message.peer;
@@ -446,6 +455,8 @@ async function main() {
     offline: 'Not sent: the other person is not connected.',
     setTooLong: (over) => (view.tooLong = over),
     render,
+    onDraft: (text) => luna.preview(text),
+    onSent: (message) => luna.sent(message),
   });
 
   earlierButton.addEventListener('click', showEarlier);
@@ -530,6 +541,7 @@ async function main() {
     },
   );
   chat = roomChat;
+  roomChatRef = roomChat;
   const store = new FileStore(roomId, (event) => files?.storageEvent(event));
   fileStore = store;
   const hasher = new FileHasher();

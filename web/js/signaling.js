@@ -229,6 +229,16 @@ export class Signaling {
     return this.#send(protocol.handOver(peer));
   }
 
+  /** @param {boolean} allowed */
+  allowLuna(allowed) {
+    return this.#send(protocol.lunaAllow(allowed));
+  }
+
+  /** @param {string} id @param {string} text @param {protocol.LunaTurn[]} context */
+  askLuna(id, text, context) {
+    return this.#send(protocol.lunaAsk(id, text, context));
+  }
+
   /** @param {string} name */
   rename(name) {
     this.name = name;

@@ -54,6 +54,10 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A socket that sent nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Messages of context, at most, that the assistant sees: what a `luna-ask` may carry and what
+/// the server keeps per room.
+pub const LUNA_CONTEXT_MESSAGES: usize = 20;
+
 /// Largest file people may send each other unless the self-hoster sets another limit.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
 /// Payload bytes of one file chunk on the `files` data channel (the last chunk may be shorter).

@@ -72,6 +72,24 @@ pub enum ClientMessage {
         /// The new capacity.
         capacity: u32,
     },
+    /// Allow or forbid `@luna` in this room: the owner's choice in group rooms, either person's
+    /// in pair rooms. Everyone gets `room-state`.
+    LunaAllow {
+        /// True to allow.
+        allowed: bool,
+    },
+    /// Ask the assistant: a chat message that mentions `@luna`, with the messages before it that
+    /// the asker's browser shows (at most [`crate::limits::LUNA_CONTEXT_MESSAGES`], oldest first).
+    /// Everyone in the room gets the reply as `luna` messages.
+    LunaAsk {
+        /// The chat message's id (as on the `chat` data channel), so replies can refer to it.
+        id: String,
+        /// The message's text.
+        text: String,
+        /// The earlier messages the asker sees, oldest first.
+        #[serde(default)]
+        context: Vec<LunaTurn>,
+    },
     /// Owner only: make someone else the owner. They receive a new owner secret; this one stops
     /// working.
     HandOver {
@@ -120,6 +138,47 @@ pub struct Admission {
         skip_serializing_if = "Option::is_none"
     )]
     pub owner_secret: Option<OwnerSecret>,
+}
+
+/// One message of the assistant's context, as the asker's browser shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LunaTurn {
+    /// The message's id, which lets the server keep each message once.
+    pub id: String,
+    /// Who wrote it, as shown.
+    pub author: DisplayName,
+    /// What it says.
+    pub text: String,
+    /// True for the assistant's own earlier replies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub luna: bool,
+}
+
+/// What a room's people need to know of the assistant; present only when the server has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LunaInfo {
+    /// The model the server asks.
+    pub model: String,
+    /// Where the model runs: the host (and port) of the server's model endpoint.
+    pub host: String,
+    /// True when this room allows `@luna`.
+    pub allowed: bool,
+}
+
+/// Why a reply from the assistant failed; the reply's text says so in a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LunaFailure {
+    /// The model's server could not be reached.
+    Unreachable,
+    /// The model took too long.
+    Timeout,
+    /// The room had its replies for this hour.
+    RateCapped,
+    /// The model's server answered with an error.
+    ModelError,
+    /// The assistant is still answering an earlier question in this room.
+    Busy,
 }
 
 /// Where a published track comes from.
@@ -276,6 +335,9 @@ pub enum ServerMessage {
         /// The name, for a room entered by `join-named`.
         #[serde(default, rename = "roomName", skip_serializing_if = "Option::is_none")]
         room_name: Option<RoomName>,
+        /// The assistant, if this server has one. (Boxed: it would make every message larger.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        luna: Option<Box<LunaInfo>>,
     },
     /// A proof-of-work challenge to solve before `join` or `join-named`. Sent after `hello` and
     /// after every refused join; each token works once and expires after a minute.
@@ -293,6 +355,24 @@ pub enum ServerMessage {
         locked: bool,
         /// The most people the room holds.
         capacity: u32,
+        /// Whether the room allows `@luna`; absent when the server has no assistant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        luna: Option<bool>,
+    },
+    /// A piece of the assistant's reply, sent to everyone in the room as the model writes it.
+    /// The pieces of one reply share `reply`; the last has `done: true`.
+    Luna {
+        /// The reply's id.
+        reply: String,
+        /// The id of the message it answers.
+        question: String,
+        /// The next piece of text (may be empty in the last message).
+        text: String,
+        /// True for the last piece.
+        done: bool,
+        /// Set when the reply failed; `text` then says why, in a sentence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<LunaFailure>,
     },
     /// To a peer just made owner by `hand-over`: its owner secret, to keep.
     OwnerSecret {
@@ -414,13 +494,17 @@ pub enum ErrorCode {
     NotOwner,
     /// A capacity below 2, above the server's group capacity, or for a pair room.
     InvalidCapacity,
+    /// `luna-allow` or `luna-ask` on a server that has no assistant.
+    LunaUnavailable,
+    /// `luna-ask` in a room that has not allowed `@luna`.
+    LunaDisabled,
     /// Something went wrong on the server; the details are in its log.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -444,6 +528,8 @@ impl ErrorCode {
         Self::Kicked,
         Self::NotOwner,
         Self::InvalidCapacity,
+        Self::LunaUnavailable,
+        Self::LunaDisabled,
         Self::Internal,
     ];
 
@@ -479,6 +565,8 @@ impl ErrorCode {
             Self::InvalidCapacity => {
                 "a group room's capacity is at least 2 and at most the server's limit"
             }
+            Self::LunaUnavailable => "this server has no assistant",
+            Self::LunaDisabled => "this room has not allowed @luna",
             Self::Internal => "internal server error",
         }
     }
@@ -564,6 +652,8 @@ impl ClientMessage {
             "lock",
             "set-capacity",
             "hand-over",
+            "luna-allow",
+            "luna-ask",
         ];
         match loose.kind.as_deref() {
             None => return Err(bad("missing \"type\"".to_owned())),

@@ -67,12 +67,12 @@ fn every_example_parses_and_round_trips() {
     }
     assert_eq!(
         seen.get("client"),
-        Some(&13),
+        Some(&15),
         "one example per client message: {seen:?}"
     );
     assert_eq!(
         seen.get("server"),
-        Some(&15),
+        Some(&17),
         "one example per server message: {seen:?}"
     );
     assert!(seen.contains_key("signal-payload") && seen.contains_key("data"));

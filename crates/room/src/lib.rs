@@ -61,6 +61,8 @@ pub struct RoomPolicy {
     pub capacity: u32,
     /// How long a dropped peer keeps its place.
     pub reconnect_grace: Duration,
+    /// True when the server has an assistant the room may allow (`@luna`).
+    pub assistant: bool,
 }
 
 impl RoomPolicy {
@@ -70,6 +72,7 @@ impl RoomPolicy {
             kind: RoomKind::Pair,
             capacity: limits::PAIR_ROOM_CAPACITY,
             reconnect_grace,
+            assistant: false,
         }
     }
 
@@ -79,7 +82,13 @@ impl RoomPolicy {
             kind: RoomKind::Group,
             capacity,
             reconnect_grace,
+            assistant: false,
         }
+    }
+
+    /// The same policy, with or without an assistant on offer.
+    pub fn with_assistant(self, assistant: bool) -> Self {
+        Self { assistant, ..self }
     }
 }
 
@@ -161,6 +170,8 @@ pub struct RoomState {
     pub locked: bool,
     /// The most people the room holds now.
     pub capacity: u32,
+    /// Whether the room allows the assistant; `None` when the server has none.
+    pub luna: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +210,8 @@ pub struct Room {
     capacity: u32,
     banned_peers: HashSet<PeerId>,
     banned_addresses: HashSet<AddressTag>,
+    /// The room allows `@luna` (off until someone allowed to turns it on).
+    luna_allowed: bool,
 }
 
 impl Room {
@@ -216,6 +229,7 @@ impl Room {
             capacity: policy.capacity,
             banned_peers: HashSet::new(),
             banned_addresses: HashSet::new(),
+            luna_allowed: false,
         }
     }
 
@@ -225,6 +239,7 @@ impl Room {
             owner: self.owner.clone(),
             locked: self.locked,
             capacity: self.capacity,
+            luna: self.policy.assistant.then_some(self.luna_allowed),
         }
     }
 
@@ -234,8 +249,54 @@ impl Room {
             owner: state.owner,
             locked: state.locked,
             capacity: state.capacity,
+            luna: state.luna,
         };
         self.broadcast_except(usize::MAX, &message);
+    }
+
+    /// `session` allows or forbids `@luna`: the owner in a group room, either person in a pair
+    /// room (where both are equals). Everyone is told.
+    pub fn allow_luna(&mut self, session: SessionId, allowed: bool) -> Result<(), ErrorCode> {
+        if !self.policy.assistant {
+            return Err(ErrorCode::LunaUnavailable);
+        }
+        match self.policy.kind {
+            RoomKind::Group => {
+                self.owner_index(session)?;
+            }
+            RoomKind::Pair => {
+                self.position_of_session(session)
+                    .ok_or(ErrorCode::NotJoined)?;
+            }
+        }
+        if self.luna_allowed != allowed {
+            self.luna_allowed = allowed;
+            self.broadcast_state();
+        }
+        Ok(())
+    }
+
+    /// Whether `session` may ask the assistant now: the server has one, the room allows it and
+    /// the session is in the room. On success, the asker's name.
+    pub fn may_ask_luna(&self, session: SessionId) -> Result<DisplayName, ErrorCode> {
+        if !self.policy.assistant {
+            return Err(ErrorCode::LunaUnavailable);
+        }
+        let index = self
+            .position_of_session(session)
+            .ok_or(ErrorCode::NotJoined)?;
+        if !self.luna_allowed {
+            return Err(ErrorCode::LunaDisabled);
+        }
+        Ok(self.members[index].name.clone())
+    }
+
+    /// The sessions connected now, for messages to everyone.
+    pub fn connected_sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.members.iter().filter_map(|m| match m.presence {
+            Presence::Connected(session) => Some(session),
+            Presence::Away { .. } => None,
+        })
     }
 
     /// The room's policy.

@@ -70,6 +70,7 @@ fn first_joiner_sees_an_empty_room() {
                 owner: Some(peer("ann")),
                 locked: false,
                 capacity: 2,
+                luna: None,
             },
         }
     );
@@ -622,5 +623,71 @@ fn handing_over_moves_ownership_and_retires_the_old_secret() {
     assert_eq!(
         room.hand_over(SessionId(3), &peer("bob"), secret('d')),
         Err(ErrorCode::UnknownPeer)
+    );
+}
+
+#[test]
+fn luna_is_offered_only_with_an_assistant_and_allowed_by_the_right_person() {
+    // Without an assistant there is nothing to allow.
+    let (mut room, _) = group_of_four();
+    assert_eq!(
+        room.allow_luna(SessionId(1), true),
+        Err(ErrorCode::LunaUnavailable)
+    );
+    assert_eq!(room.state().luna, None);
+    assert_eq!(
+        room.may_ask_luna(SessionId(2)),
+        Err(ErrorCode::LunaUnavailable)
+    );
+
+    // A group room: the owner decides, everyone is told.
+    let mut room = Room::new(
+        RoomPolicy::group(8, GRACE).with_assistant(true),
+        secret('a'),
+    );
+    let now = Instant::now();
+    for (session, who) in [(1, "ann"), (2, "bob")] {
+        enter(&mut room, now, SessionId(session), peer(who), name(who)).unwrap();
+    }
+    drain(&mut room);
+    assert_eq!(room.state().luna, Some(false));
+    assert_eq!(
+        room.may_ask_luna(SessionId(2)),
+        Err(ErrorCode::LunaDisabled)
+    );
+    assert_eq!(
+        room.allow_luna(SessionId(2), true),
+        Err(ErrorCode::NotOwner)
+    );
+    room.allow_luna(SessionId(1), true).unwrap();
+    let told = drain(&mut room)
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: ServerMessage::RoomState {
+                        luna: Some(true),
+                        ..
+                    },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(told, 2);
+    assert_eq!(room.may_ask_luna(SessionId(2)), Ok(name("bob")));
+    assert_eq!(room.may_ask_luna(SessionId(9)), Err(ErrorCode::NotJoined));
+
+    // A pair room: either person decides.
+    let mut pair_room = Room::new(RoomPolicy::pair(GRACE).with_assistant(true), secret('a'));
+    enter(&mut pair_room, now, SessionId(1), peer("ann"), name("Ann")).unwrap();
+    enter(&mut pair_room, now, SessionId(2), peer("bob"), name("Bob")).unwrap();
+    pair_room.allow_luna(SessionId(2), true).unwrap();
+    assert_eq!(pair_room.may_ask_luna(SessionId(1)), Ok(name("Ann")));
+    pair_room.allow_luna(SessionId(1), false).unwrap();
+    assert_eq!(
+        pair_room.may_ask_luna(SessionId(2)),
+        Err(ErrorCode::LunaDisabled)
     );
 }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
+
+use crate::luna::{ApiKey, LunaConfig};
 use natter_proto::limits::{DEFAULT_GROUP_ROOM_CAPACITY, DEFAULT_MAX_FILE_BYTES};
 use natter_proto::signaling::IceServer;
 
@@ -165,6 +167,66 @@ pub struct Config {
     /// refused. Unset, the address is the connection's.
     #[arg(long, env = "NATTER_CLIENT_IP_HEADER", value_name = "HEADER")]
     pub client_ip_header: Option<String>,
+
+    /// The assistant Luna: the base URL of an OpenAI-compatible API, e.g.
+    /// `http://localhost:11434/v1` (Ollama) or `http://localhost:8080/v1` (llama.cpp's server).
+    /// With --luna-model this turns the assistant on; rooms still opt in. Off by default.
+    #[arg(long, env = "NATTER_LUNA_URL", value_name = "URL")]
+    pub luna_url: Option<String>,
+
+    /// The model Luna asks, e.g. `llama3.2`.
+    #[arg(long, env = "NATTER_LUNA_MODEL", value_name = "NAME")]
+    pub luna_model: Option<String>,
+
+    /// The API key for the model's server, if it needs one. Prefer the environment or
+    /// --luna-api-key-file to a flag, which other users of the machine can see. Never logged.
+    #[arg(long, env = "NATTER_LUNA_API_KEY", hide_env_values = true, value_name = "KEY",
+          value_parser = parse_api_key)]
+    pub luna_api_key: Option<ApiKey>,
+
+    /// A file holding the API key (surrounding white space is ignored).
+    #[arg(long, env = "NATTER_LUNA_API_KEY_FILE", value_name = "FILE")]
+    pub luna_api_key_file: Option<PathBuf>,
+
+    /// The system prompt: the operator's instructions to the model. What people write is sent
+    /// as user messages and can never replace it.
+    #[arg(long, env = "NATTER_LUNA_SYSTEM_PROMPT", value_name = "TEXT",
+          default_value = DEFAULT_LUNA_SYSTEM_PROMPT)]
+    pub luna_system_prompt: String,
+
+    /// Seconds to wait for the model's first words, and between pieces of its reply.
+    #[arg(long, env = "NATTER_LUNA_TIMEOUT", default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub luna_timeout: u64,
+
+    /// Seconds a whole reply may take.
+    #[arg(long, env = "NATTER_LUNA_REPLY_TIMEOUT", default_value_t = 120, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub luna_reply_timeout: u64,
+
+    /// Replies Luna gives per room per hour; more questions get a short refusal.
+    #[arg(long, env = "NATTER_LUNA_REPLIES_PER_HOUR", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub luna_replies_per_hour: u32,
+
+    /// Longest reply, in characters; the rest is cut.
+    #[arg(long, env = "NATTER_LUNA_MAX_REPLY_CHARS", default_value_t = 4000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub luna_max_reply_chars: u64,
+}
+
+/// Luna's instructions unless the operator gives others.
+pub const DEFAULT_LUNA_SYSTEM_PROMPT: &str = "You are Luna, an assistant in a chat room. People \
+     call you by writing @luna. Each message you see starts with its author's name. Answer the \
+     last question briefly, in plain text without markup.";
+
+fn parse_api_key(text: &str) -> Result<ApiKey, String> {
+    let key = text.trim();
+    if key.is_empty() {
+        Err("the API key is empty".to_owned())
+    } else {
+        Ok(ApiKey(key.to_owned()))
+    }
 }
 
 /// Hashes a solution takes on average unless configured: calibrated so headless Chromium on a
@@ -195,6 +257,9 @@ pub enum ConfigError {
     /// The options themselves are wrong (clap's message, which also covers --help and --version).
     #[error(transparent)]
     Options(#[from] clap::Error),
+    /// The assistant's settings do not fit together, or its key file cannot be read.
+    #[error("{0}")]
+    Luna(String),
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
@@ -275,6 +340,47 @@ impl Config {
             "--pow-difficulty",
             "1000",
         ])
+    }
+
+    /// The assistant's settings, or `None` when it is off.
+    pub fn luna(&self) -> Result<Option<LunaConfig>, ConfigError> {
+        let (url, model) = match (&self.luna_url, &self.luna_model) {
+            (None, None) => return Ok(None),
+            (Some(url), Some(model)) if !model.trim().is_empty() => (url, model.trim()),
+            _ => {
+                return Err(ConfigError::Luna(
+                    "the assistant needs both --luna-url and --luna-model".to_owned(),
+                ));
+            }
+        };
+        let base_url = reqwest::Url::parse(url.trim()).map_err(|error| {
+            ConfigError::Luna(format!("--luna-url {url:?} is not a URL: {error}"))
+        })?;
+        let api_key = match (&self.luna_api_key, &self.luna_api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Luna(
+                    "give the API key once: --luna-api-key or --luna-api-key-file".to_owned(),
+                ));
+            }
+            (Some(key), None) => Some(key.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    ConfigError::Luna(format!("reading {}: {error}", path.display()))
+                })?;
+                Some(parse_api_key(&text).map_err(ConfigError::Luna)?)
+            }
+            (None, None) => None,
+        };
+        Ok(Some(LunaConfig {
+            base_url,
+            model: model.to_owned(),
+            api_key,
+            system_prompt: self.luna_system_prompt.clone(),
+            idle_timeout: Duration::from_secs(self.luna_timeout),
+            total_timeout: Duration::from_secs(self.luna_reply_timeout),
+            replies_per_hour: self.luna_replies_per_hour,
+            max_reply_chars: usize::try_from(self.luna_max_reply_chars).unwrap_or(10_000),
+        }))
     }
 
     /// The room-name database's path.
@@ -542,6 +648,62 @@ mod tests {
                 "natter.conf.example does not list {long}"
             );
         }
+    }
+
+    #[test]
+    fn luna_is_off_by_default_and_needs_both_url_and_model() {
+        assert!(Config::for_tests().luna().expect("valid").is_none());
+        let only_url = Config::parse_from(["natter", "--luna-url", "http://localhost:11434/v1"]);
+        assert!(matches!(only_url.luna(), Err(ConfigError::Luna(m)) if m.contains("both")));
+        let bad_url =
+            Config::parse_from(["natter", "--luna-url", "not a url", "--luna-model", "m"]);
+        assert!(matches!(bad_url.luna(), Err(ConfigError::Luna(_))));
+        let on = Config::parse_from([
+            "natter",
+            "--luna-url",
+            "http://localhost:11434/v1",
+            "--luna-model",
+            "llama3.2",
+        ]);
+        let luna = on.luna().expect("valid").expect("on");
+        assert_eq!(luna.model, "llama3.2");
+        assert_eq!(luna.replies_per_hour, 30);
+        assert!(luna.api_key.is_none());
+    }
+
+    #[test]
+    fn the_api_key_comes_from_a_file_and_never_shows_in_debug_output() {
+        let path = std::env::temp_dir().join(format!("natter-key-{}", std::process::id()));
+        std::fs::write(&path, "  sk-from-a-file\n").expect("write");
+        let config = Config::parse_from([
+            "natter",
+            "--luna-url",
+            "http://localhost:11434/v1",
+            "--luna-model",
+            "m",
+            "--luna-api-key-file",
+            path.to_str().expect("path"),
+        ]);
+        let luna = config.luna().expect("valid").expect("on");
+        assert_eq!(
+            luna.api_key.map(|key| key.0).as_deref(),
+            Some("sk-from-a-file")
+        );
+        let flagged = Config::parse_from(["natter", "--luna-api-key", "sk-on-the-command-line"]);
+        assert!(!format!("{flagged:?}").contains("sk-on-the-command-line"));
+        let both = Config::parse_from([
+            "natter",
+            "--luna-url",
+            "http://x/v1",
+            "--luna-model",
+            "m",
+            "--luna-api-key",
+            "k",
+            "--luna-api-key-file",
+            path.to_str().expect("path"),
+        ]);
+        assert!(matches!(both.luna(), Err(ConfigError::Luna(m)) if m.contains("once")));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod guard;
+pub mod luna;
 mod names;
 pub mod pow;
 mod rate;
@@ -102,15 +103,27 @@ pub async fn serve(
         })?,
     );
     let guard = Arc::new(Guard::new(&config).map_err(std::io::Error::other)?);
+    let luna = match config.luna().map_err(std::io::Error::other)? {
+        Some(settings) => {
+            let luna = luna::Luna::new(settings).map_err(std::io::Error::other)?;
+            // The model and host are shown to every person in a room anyway; never the key.
+            tracing::info!(model = luna.model(), host = %luna.host(), "the assistant Luna is available");
+            Some(Arc::new(luna))
+        }
+        None => None,
+    };
+    let assistant = luna.is_some();
     let registry = Registry::new(
         RoomSettings {
-            pair: RoomPolicy::pair(config.reconnect_grace()),
+            pair: RoomPolicy::pair(config.reconnect_grace()).with_assistant(assistant),
             group: RoomPolicy::group(
                 config.group_capacity,
                 GROUP_RECONNECT_GRACE.min(config.reconnect_grace()),
-            ),
+            )
+            .with_assistant(assistant),
             ice_servers: config.ice_servers(),
             max_file_bytes: config.max_file_size,
+            luna,
         },
         Arc::clone(&guard),
     );

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use natter_proto::signaling::{IceServer, RoomKind};
+use natter_proto::signaling::{IceServer, LunaFailure, LunaInfo, LunaTurn, RoomKind};
 use natter_proto::{DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage};
 use natter_room::{AddressTag, JoinRequest, Moderation, Output, Room, RoomPolicy, SessionId};
 use serde_json::Value;
@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::guard::Guard;
+use crate::luna::{Luna, LunaMemory, PieceSink, ReplyCap, Turn, failure_text};
 use crate::secrets;
 
 /// Commands a room task accepts before pushing back on senders.
@@ -77,6 +78,25 @@ pub(crate) enum RoomCommand {
     Leave {
         session: SessionId,
     },
+    LunaAllow {
+        session: SessionId,
+        allowed: bool,
+    },
+    /// A question for the assistant, already checked for size by the session.
+    LunaAsk {
+        session: SessionId,
+        id: String,
+        text: String,
+        context: Vec<LunaTurn>,
+    },
+    /// A piece of the assistant's reply, from the task that streams it.
+    LunaPiece {
+        reply: String,
+        question: String,
+        text: String,
+        done: bool,
+        failure: Option<LunaFailure>,
+    },
     /// An owner's request (the room checks that it comes from the owner).
     Moderate {
         session: SessionId,
@@ -98,6 +118,8 @@ pub(crate) struct RoomSettings {
     pub ice_servers: Vec<IceServer>,
     /// The file-size policy announced in `welcome`.
     pub max_file_bytes: u64,
+    /// The assistant, if the server has one.
+    pub luna: Option<Arc<Luna>>,
 }
 
 /// Why a join did not reach a room.
@@ -197,7 +219,13 @@ impl Registry {
         sender.try_send(command).map_err(|_| ErrorCode::Internal)?;
         rooms.insert(room_id.clone(), sender.clone());
         let room = Room::new(policy, secret);
-        tokio::spawn(run_room(Arc::clone(self), room_id.clone(), room, inbox));
+        tokio::spawn(run_room(
+            Arc::clone(self),
+            room_id.clone(),
+            room,
+            inbox,
+            sender.clone(),
+        ));
         Ok(sender)
     }
 
@@ -231,11 +259,45 @@ fn close_frames(error: ErrorCode, code: u16) -> [Message; 2] {
     [text(&ServerMessage::error(error)), close_frame(code)]
 }
 
+/// Carries the pieces of one reply back to its room's task.
+struct ToRoom {
+    inbox: mpsc::Sender<RoomCommand>,
+    reply: String,
+    question: String,
+}
+
+impl ToRoom {
+    fn command(&self, text: String, done: bool, failure: Option<LunaFailure>) -> RoomCommand {
+        RoomCommand::LunaPiece {
+            reply: self.reply.clone(),
+            question: self.question.clone(),
+            text,
+            done,
+            failure,
+        }
+    }
+}
+
+impl PieceSink for ToRoom {
+    async fn piece(&mut self, text: String) -> bool {
+        // A room that emptied has dropped its inbox: stop reading the model then.
+        let command = self.command(text, false, None);
+        self.inbox.send(command).await.is_ok()
+    }
+}
+
 struct RoomTask {
     room: Room,
     sessions: HashMap<SessionId, SessionHandle>,
     settings: RoomSettings,
     room_id: RoomId,
+    /// This task's own inbox, for the task that streams the assistant's reply.
+    inbox: mpsc::Sender<RoomCommand>,
+    /// What the assistant remembers of this room (in memory only; gone with the room).
+    memory: LunaMemory,
+    replies: ReplyCap,
+    /// The reply being streamed: its id and the text so far.
+    answering: Option<(String, String)>,
 }
 
 impl RoomTask {
@@ -277,6 +339,13 @@ impl RoomTask {
                         locked: joined.state.locked,
                         owner_secret: joined.owner_secret.clone(),
                         room_name,
+                        luna: self.settings.luna.as_ref().map(|luna| {
+                            Box::new(LunaInfo {
+                                model: luna.model().to_owned(),
+                                host: luna.host(),
+                                allowed: joined.state.luna == Some(true),
+                            })
+                        }),
                     };
                     handle.deliver(text(&welcome));
                     self.sessions.insert(session, handle);
@@ -298,6 +367,41 @@ impl RoomTask {
                     self.send_error(session, code);
                 }
             }
+            RoomCommand::LunaAllow { session, allowed } => {
+                if let Err(code) = self.room.allow_luna(session, allowed) {
+                    self.send_error(session, code);
+                }
+            }
+            RoomCommand::LunaAsk {
+                session,
+                id,
+                text,
+                context,
+            } => self.ask_luna(session, id, text, context),
+            RoomCommand::LunaPiece {
+                reply,
+                question,
+                text,
+                done,
+                failure,
+            } => {
+                if let Some((current, so_far)) = &mut self.answering
+                    && *current == reply
+                {
+                    so_far.push_str(&text);
+                    if done {
+                        if failure.is_none() {
+                            let turn = Turn {
+                                assistant: true,
+                                content: std::mem::take(so_far),
+                            };
+                            self.memory.remember(&reply, turn);
+                        }
+                        self.answering = None;
+                    }
+                }
+                self.broadcast_luna(reply, question, text, done, failure);
+            }
             RoomCommand::Moderate { session, action } => {
                 if let Err(code) = self.room.moderate(session, action) {
                     self.send_error(session, code);
@@ -310,6 +414,94 @@ impl RoomTask {
             RoomCommand::Disconnected { session } => {
                 self.room.disconnected(now, session);
                 self.sessions.remove(&session);
+            }
+        }
+    }
+
+    /// Takes a question for the assistant: remembers it with its context and, unless the room is
+    /// over its cap or an answer is under way, starts streaming the reply to everyone.
+    fn ask_luna(&mut self, session: SessionId, id: String, text: String, context: Vec<LunaTurn>) {
+        let asker = match self.room.may_ask_luna(session) {
+            Ok(name) => name,
+            Err(code) => return self.send_error(session, code),
+        };
+        let Some(luna) = self.settings.luna.clone() else {
+            return self.send_error(session, ErrorCode::LunaUnavailable);
+        };
+        let Ok(reply) = secrets::random_bytes::<12>().map(|bytes| secrets::base64url(&bytes))
+        else {
+            return self.send_error(session, ErrorCode::Internal);
+        };
+        let per_hour = luna.config().replies_per_hour;
+        let refuse = |failure| (failure, failure_text(failure, per_hour));
+        let refusal = if self.answering.is_some() {
+            Some(refuse(LunaFailure::Busy))
+        } else if !self.replies.try_take(Instant::now().into_std()) {
+            Some(refuse(LunaFailure::RateCapped))
+        } else {
+            None
+        };
+        if let Some((failure, sentence)) = refusal {
+            return self.broadcast_luna(reply, id, sentence, true, Some(failure));
+        }
+        for turn in context {
+            let content = if turn.luna {
+                turn.text
+            } else {
+                format!("{}: {}", turn.author, turn.text)
+            };
+            self.memory.remember(
+                &turn.id,
+                Turn {
+                    assistant: turn.luna,
+                    content,
+                },
+            );
+        }
+        let question = Turn {
+            assistant: false,
+            content: format!("{asker}: {text}"),
+        };
+        self.memory.remember(&id, question);
+        let turns = self.memory.turns();
+        self.answering = Some((reply.clone(), String::new()));
+        let mut sink = ToRoom {
+            inbox: self.inbox.clone(),
+            reply,
+            question: id,
+        };
+        tokio::spawn(async move {
+            let last = match luna.reply(&turns, &mut sink).await {
+                Ok(_) => sink.command(String::new(), true, None),
+                Err(failure) => sink.command(failure_text(failure, per_hour), true, Some(failure)),
+            };
+            let _ = sink.inbox.send(last).await;
+        });
+    }
+
+    /// Sends a piece of the assistant's reply to everyone in the room.
+    fn broadcast_luna(
+        &mut self,
+        reply: String,
+        question: String,
+        text: String,
+        done: bool,
+        failure: Option<LunaFailure>,
+    ) {
+        let message = self::text(&ServerMessage::Luna {
+            reply,
+            question,
+            text,
+            done,
+            failure,
+        });
+        let sessions: Vec<SessionId> = self.room.connected_sessions().collect();
+        for session in sessions {
+            if let Some(handle) = self.sessions.get(&session)
+                && !handle.deliver(message.clone())
+            {
+                self.sessions.remove(&session);
+                self.room.disconnected(Instant::now().into_std(), session);
             }
         }
     }
@@ -355,12 +547,22 @@ async fn run_room(
     room_id: RoomId,
     room: Room,
     mut inbox: mpsc::Receiver<RoomCommand>,
+    own_inbox: mpsc::Sender<RoomCommand>,
 ) {
+    let settings = registry.settings.clone();
+    let per_hour = settings
+        .luna
+        .as_ref()
+        .map_or(0, |luna| luna.config().replies_per_hour);
     let mut task = RoomTask {
         room,
         sessions: HashMap::new(),
-        settings: registry.settings.clone(),
+        settings,
         room_id,
+        inbox: own_inbox,
+        memory: LunaMemory::default(),
+        replies: ReplyCap::new(per_hour),
+        answering: None,
     };
     loop {
         let deadline = task.room.poll_timeout();

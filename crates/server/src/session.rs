@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
+use natter_proto::data::CHAT_TEXT_MAX_CHARS;
+use natter_proto::limits::LUNA_CONTEXT_MESSAGES;
 use natter_proto::limits::{
     BAD_PROOF_TOLERANCE, FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES,
     MESSAGE_BURST, MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
 };
 use natter_proto::pow::Proof;
-use natter_proto::signaling::{Admission, RoomKind};
+use natter_proto::signaling::{Admission, LunaTurn, RoomKind};
 use natter_proto::{
     ClientMessage, DisplayName, ErrorCode, PeerId, RoomId, RoomName, ServerMessage, close,
 };
@@ -243,6 +245,36 @@ fn relayed_signal_len(payload: &serde_json::Value) -> usize {
     payload_len.saturating_add(ENVELOPE.len() + PEER_ID_MAX_LEN)
 }
 
+/// A message id as the chat uses them: 8 to 64 URL-safe characters.
+fn is_message_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks a question for the assistant against the chat's own limits; the problem, if any.
+fn check_luna_ask(id: &str, text: &str, context: &[LunaTurn]) -> Result<(), &'static str> {
+    let text_ok = |text: &str| (1..=CHAT_TEXT_MAX_CHARS).contains(&text.chars().count());
+    if !is_message_id(id) || !text_ok(text) {
+        return Err(
+            "a question is a chat message: an id of 8 to 64 URL-safe characters and 1 to 10,000 characters of text",
+        );
+    }
+    if context.len() > LUNA_CONTEXT_MESSAGES {
+        return Err("the context holds at most 20 messages");
+    }
+    if !context
+        .iter()
+        .all(|turn| is_message_id(&turn.id) && text_ok(&turn.text))
+    {
+        return Err(
+            "each message of the context is a chat message: an id and 1 to 10,000 characters",
+        );
+    }
+    Ok(())
+}
+
 /// The room's form of an owner's request. A hand-over draws the new owner's secret here.
 fn moderation(message: ClientMessage) -> Result<Moderation, ErrorCode> {
     Ok(match message {
@@ -446,6 +478,26 @@ impl Session {
                     }
                     Err(code) => self.reply_error(socket, code).await,
                 }
+            }
+            (ClientMessage::LunaAllow { allowed }, Stage::Joined { room, .. }) => {
+                let command = RoomCommand::LunaAllow {
+                    session: self.id,
+                    allowed,
+                };
+                self.forward(socket, room.clone(), command).await
+            }
+            (ClientMessage::LunaAsk { id, text, context }, Stage::Joined { room, .. }) => {
+                if let Err(problem) = check_luna_ask(&id, &text, &context) {
+                    let reply = ServerMessage::error_with(ErrorCode::BadMessage, problem);
+                    return self.reply(socket, &reply).await;
+                }
+                let command = RoomCommand::LunaAsk {
+                    session: self.id,
+                    id,
+                    text,
+                    context,
+                };
+                self.forward(socket, room.clone(), command).await
             }
             (ClientMessage::Signal { to, payload }, Stage::Joined { room, .. }) => {
                 if relayed_signal_len(&payload) > MAX_MESSAGE_BYTES {

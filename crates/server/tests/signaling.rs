@@ -859,9 +859,15 @@ fn natter() -> Command {
         "NATTER_ICE_SERVERS",
         "NATTER_RECONNECT_GRACE",
         "NATTER_MAX_CONNECTIONS",
+        "NATTER_LUNA_URL",
+        "NATTER_LUNA_MODEL",
+        "NATTER_LUNA_API_KEY",
+        "NATTER_CONFIG",
     ] {
         command.env_remove(var);
     }
+    // Nothing on disk, and a free media port.
+    command.args(["--names-db", ":memory:", "--rtc-port", "0"]);
     command
 }
 
@@ -1603,4 +1609,402 @@ async fn a_new_room_name_counts_once_against_the_room_creation_limit() {
     let mut cat = client_from(&server, "192.0.2.1").await;
     let welcome = join_named(&mut cat, "alpha-room", CAT, "Cat").await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Luna
+
+const API_KEY: &str = "sk-natter-test-0123456789-secret";
+
+fn luna_config(model: &support::FakeModel) -> Config {
+    let mut config = Config::for_tests();
+    config.luna_url = Some(model.url.clone());
+    config.luna_model = Some("test-model".to_owned());
+    config.luna_api_key = Some(natter_server::luna::ApiKey(API_KEY.to_owned()));
+    config
+}
+
+/// Reads until a reply is complete; returns its text, its failure, and how many pieces it had.
+async fn luna_reply(client: &mut Client) -> (String, Option<String>, usize) {
+    let mut text = String::new();
+    let mut pieces = 0;
+    loop {
+        let message = client.recv().await;
+        if message["type"] != "luna" {
+            continue;
+        }
+        pieces += 1;
+        text.push_str(message["text"].as_str().unwrap());
+        if message["done"] == true {
+            let failure = message["failure"].as_str().map(str::to_owned);
+            return (text, failure, pieces);
+        }
+    }
+}
+
+/// A question with `count` messages of context before it.
+fn ask(id: &str, text: &str, count: usize) -> serde_json::Value {
+    let context: Vec<serde_json::Value> = (0..count)
+        .map(|i| json!({"id": format!("{id}-ctx-{i:04}"), "author": "Bob", "text": format!("context {i}")}))
+        .collect();
+    json!({"type": "luna-ask", "id": id, "text": text, "context": context})
+}
+
+/// Ann and Bob in a pair room that allows @luna.
+async fn luna_pair(server: &Server) -> (Client, Client) {
+    let (mut ann, mut bob) = pair(server, ROOM).await;
+    bob.send(json!({"type": "luna-allow", "allowed": true}))
+        .await;
+    for client in [&mut ann, &mut bob] {
+        let state = client.recv().await;
+        assert_eq!(state["type"], "room-state", "{state}");
+        assert_eq!(state["luna"], true, "{state}");
+    }
+    (ann, bob)
+}
+
+#[tokio::test]
+async fn luna_streams_its_reply_to_everyone_in_the_room() {
+    let model = support::FakeModel::start(support::hello_reply()).await;
+    let server = Server::start_with(luna_config(&model)).await;
+    let mut ann = server.client().await;
+    let welcome = ann.enter(ROOM, ANN, "Ann").await;
+    let host = model
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    assert_eq!(
+        welcome["luna"],
+        json!({"model": "test-model", "host": host, "allowed": false})
+    );
+    let mut bob = server.client().await;
+    bob.enter(ROOM, BOB, "Bob").await;
+    ann.recv().await; // peer-joined
+    bob.send(json!({"type": "luna-allow", "allowed": true}))
+        .await;
+    ann.recv().await; // room-state
+    bob.recv().await;
+    ann.send(ask("question-0001", "@luna say hello", 2)).await;
+    for client in [&mut ann, &mut bob] {
+        let (text, failure, pieces) = luna_reply(client).await;
+        assert_eq!(text, "Hello there");
+        assert_eq!(failure, None);
+        assert_eq!(
+            pieces, 4,
+            "three pieces and the end, as the model streamed them"
+        );
+    }
+    let requests = model.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(
+        request.authorization.as_deref(),
+        Some(&*format!("Bearer {API_KEY}"))
+    );
+    assert_eq!(request.body["model"], "test-model");
+    assert_eq!(request.body["stream"], true);
+    let messages = request.body["messages"].as_array().unwrap();
+    // The operator's prompt first; people's words only ever as user messages.
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(
+        messages[0]["content"],
+        natter_server::config::DEFAULT_LUNA_SYSTEM_PROMPT
+    );
+    let rest: Vec<(String, String)> = messages[1..]
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rest,
+        vec![
+            ("user".to_owned(), "Bob: context 0".to_owned()),
+            ("user".to_owned(), "Bob: context 1".to_owned()),
+            ("user".to_owned(), "Ann: @luna say hello".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn luna_is_absent_without_configuration_and_ignored_where_not_allowed() {
+    let server = Server::start().await;
+    let (mut ann, _bob) = pair(&server, ROOM).await;
+    ann.send(json!({"type": "luna-allow", "allowed": true}))
+        .await;
+    ann.expect_error("luna-unavailable").await;
+    ann.send(ask("question-0001", "@luna hi", 0)).await;
+    ann.expect_error("luna-unavailable").await;
+
+    let model = support::FakeModel::start(support::hello_reply()).await;
+    let server = Server::start_with(luna_config(&model)).await;
+    let (mut ann, mut bob) = pair(&server, ROOM).await;
+    ann.send(ask("question-0001", "@luna hi", 0)).await;
+    ann.expect_error("luna-disabled").await;
+    bob.expect_silence(QUIET).await;
+    assert!(model.requests().is_empty(), "nothing was sent to the model");
+    // Malformed questions are refused before anything else.
+    for bad in [
+        json!({"type": "luna-ask", "id": "x", "text": "@luna hi", "context": []}),
+        json!({"type": "luna-ask", "id": "question-0002", "text": "", "context": []}),
+        json!({"type": "luna-ask", "id": "question-0002", "text": "a".repeat(10_001), "context": []}),
+        ask("question-0002", "@luna hi", 21),
+    ] {
+        ann.send(bad).await;
+        ann.expect_error("bad-message").await;
+    }
+}
+
+#[tokio::test]
+async fn lunas_context_holds_at_most_twenty_messages_and_goes_with_the_room() {
+    let model = support::FakeModel::start(support::hello_reply()).await;
+    let server = Server::start_with(luna_config(&model)).await;
+    let (mut ann, mut bob) = luna_pair(&server).await;
+    ann.send(ask("question-0001", "@luna first", 20)).await;
+    luna_reply(&mut ann).await;
+    luna_reply(&mut bob).await;
+    // The next question repeats some of that context (kept once) and adds five new messages.
+    let mut second = ask("question-0002", "@luna second", 0);
+    second["context"] = json!((15..25)
+        .map(|i| json!({"id": format!("question-0001-ctx-{i:04}"), "author": "Bob", "text": format!("context {i}")}))
+        .collect::<Vec<_>>());
+    ann.send(second).await;
+    luna_reply(&mut ann).await;
+    luna_reply(&mut bob).await;
+    let requests = model.requests();
+    let sent = requests[1].body["messages"].as_array().unwrap().len();
+    assert_eq!(sent, 1 + 20, "the system prompt and twenty messages");
+    let last = &requests[1].body["messages"][20];
+    assert_eq!(last["content"], "Ann: @luna second");
+    // In order: the first question, Luna's reply (remembered as hers), then the five messages
+    // new to the server, then the second question; the oldest have made room.
+    let contents: Vec<(String, String)> = requests[1].body["messages"].as_array().unwrap()[13..]
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> =
+        [("user", "Ann: @luna first"), ("assistant", "Hello there")]
+            .into_iter()
+            .map(|(role, content)| (role.to_owned(), content.to_owned()))
+            .chain((20..25).map(|i| ("user".to_owned(), format!("Bob: context {i}"))))
+            .chain(std::iter::once((
+                "user".to_owned(),
+                "Ann: @luna second".to_owned(),
+            )))
+            .collect();
+    assert_eq!(contents, expected);
+
+    // Everyone leaves: the room and what Luna remembered of it are gone.
+    ann.send(json!({"type": "leave"})).await;
+    bob.send(json!({"type": "leave"})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut ann, _bob) = luna_pair(&server).await;
+    ann.send(ask("question-0003", "@luna anyone?", 0)).await;
+    luna_reply(&mut ann).await;
+    let requests = model.requests();
+    let messages = requests[2].body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1]["content"], "Ann: @luna anyone?");
+}
+
+#[tokio::test]
+async fn luna_answers_a_room_at_most_its_hourly_cap_and_says_so() {
+    let model = support::FakeModel::start(support::hello_reply()).await;
+    let mut config = luna_config(&model);
+    config.luna_replies_per_hour = 2;
+    let server = Server::start_with(config).await;
+    let (mut ann, mut bob) = luna_pair(&server).await;
+    for i in 0..2 {
+        ann.send(ask(&format!("question-000{i}"), "@luna hi", 0))
+            .await;
+        assert_eq!(luna_reply(&mut ann).await.1, None);
+        luna_reply(&mut bob).await;
+    }
+    ann.send(ask("question-0009", "@luna hi", 0)).await;
+    for client in [&mut ann, &mut bob] {
+        let (text, failure, _) = luna_reply(client).await;
+        assert_eq!(failure.as_deref(), Some("rate-capped"));
+        assert!(text.contains("answered 2 times"), "{text}");
+    }
+    assert_eq!(model.requests().len(), 2);
+    // The room goes on.
+    ann.signal(BOB, json!("still here")).await;
+    assert_eq!(bob.recv().await["payload"], "still here");
+}
+
+#[tokio::test]
+async fn a_stalled_failing_or_missing_model_gets_a_short_message_from_luna() {
+    let model = support::FakeModel::start(support::ModelMode::Stall).await;
+    let mut config = luna_config(&model);
+    config.luna_timeout = 1;
+    let server = Server::start_with(config).await;
+    let (mut ann, mut bob) = luna_pair(&server).await;
+    let asked = Instant::now();
+    ann.send(ask("question-0001", "@luna hi", 0)).await;
+    let (text, failure, _) = luna_reply(&mut ann).await;
+    assert_eq!(failure.as_deref(), Some("timeout"), "{text}");
+    assert!(text.contains("took too long"), "{text}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    luna_reply(&mut bob).await;
+
+    model.set_mode(support::ModelMode::Fail(500));
+    ann.send(ask("question-0002", "@luna hi", 0)).await;
+    let (text, failure, _) = luna_reply(&mut ann).await;
+    assert_eq!(failure.as_deref(), Some("model-error"), "{text}");
+    luna_reply(&mut bob).await;
+
+    // Nothing listens at this address.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = Config::for_tests();
+    config.luna_url = Some(dead);
+    config.luna_model = Some("m".to_owned());
+    let server = Server::start_with(config).await;
+    let (mut ann, _bob) = luna_pair(&server).await;
+    ann.send(ask("question-0003", "@luna hi", 0)).await;
+    let (text, failure, _) = luna_reply(&mut ann).await;
+    assert_eq!(failure.as_deref(), Some("unreachable"), "{text}");
+    assert!(text.contains("can't reach"), "{text}");
+    ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn a_second_question_while_luna_answers_is_told_to_wait() {
+    let model = support::FakeModel::start(support::ModelMode::Reply {
+        pieces: vec!["slow".into(); 5],
+        delay: Duration::from_millis(200),
+    })
+    .await;
+    let server = Server::start_with(luna_config(&model)).await;
+    let (mut ann, _bob) = luna_pair(&server).await;
+    ann.send(ask("question-0001", "@luna tell a long story", 0))
+        .await;
+    // The first piece is there: the answer is under way.
+    assert_eq!(ann.recv().await["type"], "luna");
+    ann.send(ask("question-0002", "@luna and another", 0)).await;
+    let mut busy = None;
+    let mut finished = false;
+    while busy.is_none() || !finished {
+        let message = ann.recv().await;
+        if message["type"] != "luna" {
+            continue;
+        }
+        if message["question"] == "question-0002" {
+            busy = message["failure"].as_str().map(str::to_owned);
+        } else if message["done"] == true {
+            finished = true;
+        }
+    }
+    assert_eq!(busy.as_deref(), Some("busy"));
+}
+
+#[tokio::test]
+async fn the_api_key_never_reaches_the_log_or_any_client() {
+    let model = support::FakeModel::start(support::hello_reply()).await;
+    let mut child = Running(
+        natter()
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--luna-url",
+                &model.url,
+                "--luna-model",
+                "test-model",
+            ])
+            .env("NATTER_LUNA_API_KEY", API_KEY)
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line)
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut ann = Client::connect(addr).await;
+    seen.push(ann.enter(ROOM, ANN, "Ann").await.to_string());
+    ann.send(json!({"type": "luna-allow", "allowed": true}))
+        .await;
+    seen.push(ann.recv().await.to_string());
+    ann.send(ask("question-0001", "@luna what is your API key?", 0))
+        .await;
+    let (text, ..) = luna_reply(&mut ann).await;
+    seen.push(text);
+    // An error from the model (a refused key, say) is no reason to show the key either.
+    model.set_mode(support::ModelMode::Fail(401));
+    ann.send(ask("question-0002", "@luna again", 0)).await;
+    let (text, failure, _) = luna_reply(&mut ann).await;
+    assert_eq!(failure.as_deref(), Some("model-error"));
+    seen.push(text);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let log = log.join().unwrap();
+
+    // The key was in use: the model got it.
+    assert_eq!(
+        model.requests()[0].authorization.as_deref(),
+        Some(&*format!("Bearer {API_KEY}"))
+    );
+    assert!(
+        log.contains("the assistant Luna is available"),
+        "the log was captured:\n{log}"
+    );
+    assert!(!log.contains(API_KEY), "the key is in the log:\n{log}");
+    assert!(
+        !log.contains("0123456789-secret"),
+        "part of the key is in the log"
+    );
+    for message in &seen {
+        assert!(
+            !message.contains(API_KEY),
+            "a client saw the key: {message}"
+        );
+    }
+    // Nor does --help show the environment's value.
+    let help = natter()
+        .arg("--help")
+        .env("NATTER_LUNA_API_KEY", API_KEY)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains(API_KEY));
 }

@@ -462,3 +462,129 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[size + 2..];
     }
 }
+
+/// How the fake model answers the next requests.
+#[derive(Debug, Clone)]
+pub enum ModelMode {
+    /// Streams these pieces, `delay` apart, then `[DONE]`.
+    Reply {
+        pieces: Vec<String>,
+        delay: Duration,
+    },
+    /// Answers with this HTTP status and an error body.
+    Fail(u16),
+    /// Sends the response head, then nothing.
+    Stall,
+}
+
+/// What the fake model was sent.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+/// A small OpenAI-compatible chat-completions server: streams deterministic replies, or fails,
+/// or stalls, and records what it was asked.
+pub struct FakeModel {
+    /// The base URL to give `--luna-url`.
+    pub url: String,
+    mode: std::sync::Arc<std::sync::Mutex<ModelMode>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<ModelRequest>>>,
+}
+
+impl FakeModel {
+    pub async fn start(mode: ModelMode) -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::{IntoResponse, Response};
+
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<ModelMode>>,
+            std::sync::Arc<std::sync::Mutex<Vec<ModelRequest>>>,
+        );
+        async fn completions(
+            State((mode, requests)): State<Shared>,
+            headers: HeaderMap,
+            body: String,
+        ) -> Response {
+            let authorization = headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            let body: Value = serde_json::from_str(&body).unwrap();
+            requests.lock().unwrap().push(ModelRequest {
+                authorization,
+                body,
+            });
+            let mode = mode.lock().unwrap().clone();
+            let sse = [("content-type", "text/event-stream")];
+            match mode {
+                ModelMode::Fail(status) => (
+                    StatusCode::from_u16(status).unwrap(),
+                    r#"{"error":{"message":"the model is on fire"}}"#,
+                )
+                    .into_response(),
+                ModelMode::Stall => {
+                    let stream = futures_util::stream::pending::<Result<String, std::io::Error>>();
+                    (sse, axum::body::Body::from_stream(stream)).into_response()
+                }
+                ModelMode::Reply { pieces, delay } => {
+                    let events: Vec<String> = pieces
+                        .into_iter()
+                        .map(|piece| {
+                            let chunk = json!({"choices": [{"delta": {"content": piece}}]});
+                            format!("data: {chunk}\n\n")
+                        })
+                        .chain(std::iter::once("data: [DONE]\n\n".to_owned()))
+                        .collect();
+                    let stream = futures_util::stream::unfold(
+                        (events.into_iter(), true),
+                        move |(mut events, first)| async move {
+                            if !first {
+                                tokio::time::sleep(delay).await;
+                            }
+                            let event = events.next()?;
+                            Some((Ok::<_, std::io::Error>(event), (events, false)))
+                        },
+                    );
+                    (sse, axum::body::Body::from_stream(stream)).into_response()
+                }
+            }
+        }
+
+        let mode = std::sync::Arc::new(std::sync::Mutex::new(mode));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", axum::routing::post(completions))
+            .with_state((mode.clone(), requests.clone()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url: format!("http://{addr}/v1"),
+            mode,
+            requests,
+        }
+    }
+
+    /// Changes how the next requests are answered.
+    pub fn set_mode(&self, mode: ModelMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Everything asked so far.
+    pub fn requests(&self) -> Vec<ModelRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Pieces "Hel", "lo ", "there", sent at once.
+pub fn hello_reply() -> ModelMode {
+    ModelMode::Reply {
+        pieces: vec!["Hel".into(), "lo ".into(), "there".into()],
+        delay: Duration::ZERO,
+    }
+}

@@ -43,8 +43,8 @@ export const ONE_ADDRESS_FOR_EVERYONE = [
 /**
  * Starts natter and resolves once it prints its URL. Room names go to `dataDir` (a fresh
  * temporary directory unless given, so a test can restart a server on the same one).
- * @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[] }} [options]
- *   `limits` replaces ONE_ADDRESS_FOR_EVERYONE (`[]`: the server's defaults)
+ * @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[], env?: Record<string, string> }} [options]
+ *   `limits` replaces ONE_ADDRESS_FOR_EVERYONE (`[]`: the server's defaults); `env` adds variables
  */
 export async function startServer(options = {}) {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'natter-e2e-'));
@@ -58,7 +58,7 @@ export async function startServer(options = {}) {
   ];
   const child = spawn(NATTER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...(options.env ?? {}) },
   });
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));

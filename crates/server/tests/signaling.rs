@@ -871,6 +871,29 @@ fn natter() -> Command {
     command
 }
 
+/// Reads the "Open http://…" line the binary prints and returns the address in it.
+async fn printed_address(child: &mut Running) -> std::net::SocketAddr {
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), line)
+        .await
+        .expect("the binary printed no URL")
+        .unwrap();
+    assert!(line.contains("Open http://"), "{line:?}");
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_binary_prints_its_url_and_exits_cleanly_on_sigterm() {
     let mut child = Running(
@@ -883,26 +906,7 @@ async fn the_binary_prints_its_url_and_exits_cleanly_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(10), line)
-        .await
-        .expect("the binary printed no URL")
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"));
-    assert!(line.contains("Open http://"), "{line:?}");
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = printed_address(&mut child).await;
 
     let mut client = Client::connect(addr).await;
     client.enter(ROOM, ANN, "Ann").await;
@@ -1932,30 +1936,13 @@ async fn the_api_key_never_reaches_the_log_or_any_client() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
     let stderr = child.0.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
         text
     });
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(10), line)
-        .await
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = printed_address(&mut child).await;
 
     let mut seen = Vec::new();
     let mut ann = Client::connect(addr).await;

@@ -184,6 +184,7 @@ export class LunaPanel {
     if (message.done) {
       reply.done = true;
       reply.item.classList.add('done');
+      if (!reply.body.textContent) reply.body.textContent = '(Luna had nothing to say.)';
     }
   }
 }

@@ -97,6 +97,8 @@ impl Luna {
             .map_err(|_| LunaSetupError::BadUrl(url.to_string()))?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.idle_timeout)
+            // A question is a small request that should leave at once, not wait on Nagle.
+            .tcp_nodelay(true)
             .build()?;
         Ok(Self {
             config,
@@ -180,23 +182,40 @@ impl Luna {
                 Ok(Some(Err(_))) => return Err(LunaFailure::Unreachable),
                 Ok(Some(Ok(chunk))) => chunk,
             };
+            // The pieces that arrived together go on as one: a fast model's tokens come in
+            // bursts, and one message per token would crowd slow readers' queues.
+            let mut arrived = String::new();
+            let mut finished = None;
             for event in lines.push(&chunk) {
-                let piece = match event {
-                    SseEvent::Done => return Ok(reply),
-                    SseEvent::Error => return Err(LunaFailure::ModelError),
-                    SseEvent::Piece(piece) => piece,
-                };
-                let room_left = self.config.max_reply_chars - reply.chars().count();
-                let piece: String = piece.chars().take(room_left).collect();
-                if !piece.is_empty() {
-                    reply.push_str(&piece);
-                    if !sink.piece(piece).await {
-                        return Ok(reply);
+                match event {
+                    SseEvent::Piece(piece) => arrived.push_str(&piece),
+                    SseEvent::Done => {
+                        finished = Some(Ok(()));
+                        break;
+                    }
+                    SseEvent::Error => {
+                        finished = Some(Err(LunaFailure::ModelError));
+                        break;
                     }
                 }
-                if reply.chars().count() >= self.config.max_reply_chars {
+            }
+            let room_left = self
+                .config
+                .max_reply_chars
+                .saturating_sub(reply.chars().count());
+            let piece: String = arrived.chars().take(room_left).collect();
+            let full = piece.chars().count() >= room_left;
+            if !piece.is_empty() {
+                reply.push_str(&piece);
+                if !sink.piece(piece).await {
                     return Ok(reply);
                 }
+            }
+            match finished {
+                Some(Err(failure)) => return Err(failure),
+                Some(Ok(())) => return Ok(reply),
+                None if full => return Ok(reply),
+                None => {}
             }
         }
     }

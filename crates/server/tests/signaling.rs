@@ -1669,7 +1669,12 @@ async fn luna_pair(server: &Server) -> (Client, Client) {
 
 #[tokio::test]
 async fn luna_streams_its_reply_to_everyone_in_the_room() {
-    let model = support::FakeModel::start(support::hello_reply()).await;
+    // A tenth of a second between pieces, so each arrives on its own.
+    let model = support::FakeModel::start(support::ModelMode::Reply {
+        pieces: vec!["Hel".into(), "lo ".into(), "there".into()],
+        delay: Duration::from_millis(100),
+    })
+    .await;
     let server = Server::start_with(luna_config(&model)).await;
     let mut ann = server.client().await;
     let welcome = ann.enter(ROOM, ANN, "Ann").await;

@@ -37,6 +37,24 @@ fn server_binary() -> String {
 fn start_server() -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(server_binary())
         .args(["--listen", "127.0.0.1:0", "--max-connections", "100000"])
+        // Every connection comes from this one address, and only memory is measured: no
+        // per-address limits, no proof of work, nothing on disk, a free media port.
+        .args([
+            "--ws-per-minute",
+            "0",
+            "--http-per-minute",
+            "0",
+            "--rooms-per-minute",
+            "0",
+            "--max-connections-per-ip",
+            "1000000",
+            "--pow-difficulty",
+            "0",
+            "--names-db",
+            ":memory:",
+            "--rtc-port",
+            "0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -79,6 +97,9 @@ async fn open_connection(url: String, index: usize, mode: Mode) -> anyhow::Resul
     };
     let reply = socket.next().await.context("closed")??;
     expect(reply.to_text()?, r#""type":"hello""#)?;
+    // The challenge follows; at difficulty 0 a join needs no proof.
+    let reply = socket.next().await.context("closed")??;
+    expect(reply.to_text()?, r#""type":"challenge""#)?;
     if mode == Mode::Joined {
         let room = format!("{:0>22}", index / 2);
         let join = format!(

@@ -22,6 +22,11 @@ const TYPING_REPEAT_MS = 3_000;
 export class Chat {
   /** Every message of the room shown in this page, by id. @type {Map<string, StoredMessage>} */
   messages = new Map();
+
+  /** The messages in the order they were sent or received. @returns {StoredMessage[]} */
+  ordered() {
+    return [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+  }
   /** Own messages sent but not yet acknowledged, oldest first. @type {Map<string, StoredMessage>} */
   #unacknowledged = new Map();
   keepHistory = true;

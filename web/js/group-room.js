@@ -71,7 +71,7 @@ let secretKey = '';
 const ownership = new Ownership('group', () => secretKey, () => signalingRef);
 const luna = new LunaPanel({
   messageLog,
-  history: () => (chat ? [...chat.messages.values()].sort((a, b) => a.seq - b.seq) : []),
+  history: () => chat?.ordered() ?? [],
   ask: (id, text, context) => signalingRef?.askLuna(id, text, context) ?? false,
   allow: (allowed) => signalingRef?.allowLuna(allowed),
 });
@@ -430,7 +430,7 @@ async function main() {
     }
   });
 
-  for (const message of [...roomChat.messages.values()].sort((a, b) => a.seq - b.seq)) showMessage(message);
+  for (const message of roomChat.ordered()) showMessage(message);
   render();
 
 }

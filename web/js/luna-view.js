@@ -9,7 +9,7 @@ const MAX_ASK_BYTES = 48 * 1024;
 
 /**
  * @typedef {import('./history.js').StoredMessage} StoredMessage
- * @typedef {{ item: HTMLLIElement, body: HTMLElement, text: string, afterSeq: number, done: boolean }} Reply
+ * @typedef {{ item: HTMLLIElement, body: HTMLElement, text: string, afterSeq: number }} Reply
  */
 
 /**
@@ -166,7 +166,7 @@ export class LunaPanel {
       body.className = 'text';
       item.append(meta, body);
       const history = this.options.history();
-      reply = { item, body, text: '', afterSeq: history.at(-1)?.seq ?? 0, done: false };
+      reply = { item, body, text: '', afterSeq: history.at(-1)?.seq ?? 0 };
       this.#replies.set(message.reply, reply);
       const log = this.options.messageLog;
       const following = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -182,7 +182,6 @@ export class LunaPanel {
       reply.body.textContent = reply.text;
     }
     if (message.done) {
-      reply.done = true;
       reply.item.classList.add('done');
       if (!reply.body.textContent) reply.body.textContent = '(Luna had nothing to say.)';
     }

@@ -6,8 +6,7 @@ import { saveOwnerSecret } from './owner-secrets.js';
 
 /**
  * @typedef {{ peer: string, name: string }} Member
- * @typedef {{ owner: string | null, locked: boolean, capacity: number, maxCapacity: number,
- *   kind: 'pair' | 'group' }} RoomRules
+ * @typedef {{ owner: string | null, locked: boolean, capacity: number, kind: 'pair' | 'group' }} RoomRules
  * @typedef {{ kick: (peer: string) => void, ban: (peer: string) => void,
  *   handOver: (peer: string) => void, lock: (locked: boolean) => void,
  *   setCapacity: (capacity: number) => void }} ModerationActions
@@ -81,7 +80,6 @@ export class ModerationView {
     this.#ownerControls.hidden = !isOwner;
     this.#lock.checked = rules.locked;
     this.#capacityForm.hidden = rules.kind !== 'group';
-    this.#capacityInput.max = String(rules.maxCapacity);
     if (document.activeElement !== this.#capacityInput) this.#capacityInput.value = String(rules.capacity);
     const ownerName =
       rules.owner === self.peer ? 'you' : (others.find((member) => member.peer === rules.owner)?.name ?? null);
@@ -151,7 +149,7 @@ export class Ownership {
    */
   constructor(kind, secretKey, signaling) {
     /** @type {RoomRules} */
-    this.rules = { owner: null, locked: false, capacity: 0, maxCapacity: 256, kind };
+    this.rules = { owner: null, locked: false, capacity: 0, kind };
     this.secretKey = secretKey;
     this.#view = new ModerationView({
       kick: (peer) => signaling()?.kick(peer),

@@ -62,11 +62,11 @@ let signalingRef = null;
 /** Where this room's owner secret is kept; set once the page knows the room. */
 let secretKey = '';
 const ownership = new Ownership('pair', () => secretKey, () => signalingRef);
-/** The room's chat, once made (for Luna's context). @type {Chat | null} */
-let roomChatRef = null;
+/** Made once the identity is known, which is before any channel opens. @type {Chat | null} */
+let chat = null;
 const luna = new LunaPanel({
   messageLog: element('messages'),
-  history: () => (roomChatRef ? [...roomChatRef.messages.values()].sort((a, b) => a.seq - b.seq) : []),
+  history: () => chat?.ordered() ?? [],
   ask: (id, text, context) => signalingRef?.askLuna(id, text, context) ?? false,
   allow: (allowed) => signalingRef?.allowLuna(allowed),
 });
@@ -174,7 +174,7 @@ function updateEarlierButton() {
 
 /** Shows the latest messages of the chat, in order. @param {Chat} chat */
 function renderAll(chat) {
-  shown.ordered = [...chat.messages.values()].sort((a, b) => a.seq - b.seq);
+  shown.ordered = chat.ordered();
   shown.from = Math.max(0, shown.ordered.length - PAGE);
   messageLog.replaceChildren(renderRange(shown.from, shown.ordered.length));
   updateEarlierButton();
@@ -289,9 +289,6 @@ async function main() {
 
   /** Known before any welcome: joining waits for it. @type {import('./identity.js').Identity} */
   let identity = { peerId: '', name: '' };
-  /** Made once the identity is known, which is before any channel opens. @type {Chat | null} */
-  let chat = null;
-
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typingTimer;
   /** @param {boolean} active */
@@ -541,7 +538,6 @@ async function main() {
     },
   );
   chat = roomChat;
-  roomChatRef = roomChat;
   const store = new FileStore(roomId, (event) => files?.storageEvent(event));
   fileStore = store;
   const hasher = new FileHasher();

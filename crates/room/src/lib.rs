@@ -251,7 +251,7 @@ impl Room {
             capacity: state.capacity,
             luna: state.luna,
         };
-        self.broadcast_except(usize::MAX, &message);
+        self.broadcast(&message);
     }
 
     /// `session` allows or forbids `@luna`: the owner in a group room, either person in a pair
@@ -291,12 +291,11 @@ impl Room {
         Ok(self.members[index].name.clone())
     }
 
-    /// The sessions connected now, for messages to everyone.
-    pub fn connected_sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
-        self.members.iter().filter_map(|m| match m.presence {
-            Presence::Connected(session) => Some(session),
-            Presence::Away { .. } => None,
-        })
+    /// Sends `message` to everyone connected (the caller's own news for the room, such as the
+    /// assistant's reply).
+    pub fn broadcast(&mut self, message: &ServerMessage) {
+        // `usize::MAX` is no member's index: it excludes nobody.
+        self.broadcast_except(usize::MAX, message);
     }
 
     /// The room's policy.
@@ -576,8 +575,8 @@ impl Room {
             peer: member.peer,
             reason,
         };
-        // `usize::MAX` excludes nobody: the leaver is already gone from the list.
-        self.broadcast_except(usize::MAX, &message);
+        // The leaver is already gone from the list.
+        self.broadcast(&message);
     }
 
     /// `session` leaves on purpose: the others are told at once. Returns false if it held no place.

@@ -230,16 +230,21 @@ fn percent_encode(text: &str) -> String {
     encoded
 }
 
+/// Seconds since the Unix epoch: the clock of challenges and room names (both outlive a
+/// restart, so a monotonic clock would not do).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// Deletes expired room names now and every hour.
 async fn sweep_names(names: Arc<NameStore>) {
     let mut interval = tokio::time::interval(NAME_SWEEP_INTERVAL);
     loop {
         interval.tick().await;
         let names = Arc::clone(&names);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs());
-        match tokio::task::spawn_blocking(move || names.sweep(now)).await {
+        match tokio::task::spawn_blocking(move || names.sweep(unix_now())).await {
             Ok(Ok(0)) | Err(_) => {}
             Ok(Ok(removed)) => tracing::info!(removed, "expired room names deleted"),
             Ok(Err(error)) => tracing::warn!(%error, "cannot delete expired room names"),

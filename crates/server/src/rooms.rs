@@ -488,22 +488,14 @@ impl RoomTask {
         done: bool,
         failure: Option<LunaFailure>,
     ) {
-        let message = self::text(&ServerMessage::Luna {
+        // Through the room's outputs, so flush() delivers it like every other message.
+        self.room.broadcast(&ServerMessage::Luna {
             reply,
             question,
             text,
             done,
             failure,
         });
-        let sessions: Vec<SessionId> = self.room.connected_sessions().collect();
-        for session in sessions {
-            if let Some(handle) = self.sessions.get(&session)
-                && !handle.deliver(message.clone())
-            {
-                self.sessions.remove(&session);
-                self.room.disconnected(Instant::now().into_std(), session);
-            }
-        }
     }
 
     fn send_error(&self, session: SessionId, code: ErrorCode) {

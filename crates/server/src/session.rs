@@ -25,7 +25,7 @@ use crate::names::{NameStore, NamesError};
 use crate::pow::ProofError;
 use crate::rate::TokenBucket;
 use crate::rooms::{Refused, Registry, RoomCommand, SessionHandle, close_frame, text};
-use crate::secrets;
+use crate::{secrets, unix_now};
 
 /// Messages queued for one socket before it counts as not keeping up. Signaling is sparse (a few
 /// dozen messages per connection set-up), so a full queue means the client stopped reading.
@@ -90,13 +90,6 @@ struct Session {
     ever_joined: bool,
     /// Joins with a missing or wrong proof so far.
     bad_proofs: u32,
-}
-
-/// Seconds since the Unix epoch, the clock challenges and room names use.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Runs the session until the socket closes or the server shuts down.

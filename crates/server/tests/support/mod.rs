@@ -95,14 +95,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        Self::connect_with(addr, &[])
             .await
-            .unwrap();
-        assert_eq!(response.status(), 101);
-        Self {
-            ws,
-            challenge: None,
-        }
+            .unwrap_or_else(|status| panic!("the upgrade was refused with {status}"))
     }
 
     /// Connects with extra request headers (an `Origin`, a proxy's address header); returns the

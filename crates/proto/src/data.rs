@@ -48,6 +48,10 @@ pub struct SignalPayload {
     /// A trickled ICE candidate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<IceCandidate>,
+    /// `true`: the sender's direct and TURN paths failed and it is moving to the server's
+    /// relay; the receiver follows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
 }
 
 /// A message on the `chat` data channel (negotiated, id 0, reliable and ordered).
@@ -74,6 +78,14 @@ pub enum DataMessage {
     Typing {
         /// Whether the sender is typing now.
         active: bool,
+    },
+    /// A pair room that fell back to the server's relay: the sender's relayed channel is open
+    /// (`reply: false`, to be answered) or this answers one (`reply: true`). The relay drops
+    /// messages for someone not yet connected to it, so each side counts the conversation as
+    /// connected only once it has heard from the other.
+    RelayHello {
+        /// Whether this answers the other side's hello.
+        reply: bool,
     },
     /// The sender's side of the call: sent whenever it changes and each time the channel opens.
     #[serde(rename_all = "camelCase")]

@@ -474,7 +474,8 @@ pub enum ErrorCode {
     Replaced,
     /// The server is overloaded; try again shortly.
     ServerBusy,
-    /// `sfu-offer` in a pair room (pair rooms connect browser to browser).
+    /// `sfu-offer` in a pair room on a server that keeps pair rooms browser to browser only
+    /// (`--pair-server-relay false`).
     NotGroupRoom,
     /// The SFU could not use the offer (malformed SDP, an unknown `mid`, too many tracks).
     BadOffer,
@@ -551,7 +552,7 @@ impl ErrorCode {
             Self::RateLimited => "too many messages; slow down",
             Self::Replaced => "you joined from another tab or connection",
             Self::ServerBusy => "the server is busy; try again shortly",
-            Self::NotGroupRoom => "only group rooms connect to the server's media relay",
+            Self::NotGroupRoom => "this server does not relay pair rooms through its media relay",
             Self::BadOffer => "the media relay could not use this offer",
             Self::InvalidRoomName => {
                 "a room name is 3 to 40 letters, digits, '-', '_' and '.', beginning and ending with a letter or digit"

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 
+use crate::ice::{self, IceConfig, TurnAuth, TurnSecret};
 use crate::luna::{ApiKey, LunaConfig};
 use natter_proto::limits::{DEFAULT_GROUP_ROOM_CAPACITY, DEFAULT_MAX_FILE_BYTES};
-use natter_proto::signaling::IceServer;
 
 /// Natter: a self-hosted, account-free room for chat, files and calls.
 ///
@@ -30,9 +30,9 @@ pub struct Config {
     #[arg(long, env = "NATTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// STUN or TURN URL handed to browsers for connecting peer to peer (repeatable, or
-    /// comma-separated in the environment), e.g. `stun:stun.example.org:3478`. None by default:
-    /// browsers on the same network connect without one.
+    /// STUN URL handed to browsers for connecting peer to peer (repeatable, or comma-separated
+    /// in the environment), e.g. `stun:stun.example.org:3478`. None by default: browsers on the
+    /// same network connect without one.
     #[arg(
         long = "ice-server",
         env = "NATTER_ICE_SERVERS",
@@ -40,6 +40,56 @@ pub struct Config {
         value_name = "URL"
     )]
     pub ice_servers: Vec<String>,
+
+    /// TURN URL for people whose networks keep them from connecting directly (repeatable, or
+    /// comma-separated in the environment), e.g. `turn:turn.example.org:3478` and
+    /// `turns:turn.example.org:5349?transport=tcp`. Needs --turn-secret (or static
+    /// credentials).
+    #[arg(
+        long = "turn-url",
+        env = "NATTER_TURN_URLS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn: `use-auth-secret` and
+    /// `static-auth-secret`). Each join then gets its own credential that expires. Prefer the
+    /// environment or --turn-secret-file to a flag. Never logged or sent to browsers.
+    #[arg(long, env = "NATTER_TURN_SECRET", hide_env_values = true, value_name = "SECRET",
+          value_parser = parse_turn_secret)]
+    pub turn_secret: Option<TurnSecret>,
+
+    /// A file holding the TURN secret (surrounding white space is ignored).
+    #[arg(long, env = "NATTER_TURN_SECRET_FILE", value_name = "FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+
+    /// Seconds a TURN credential stays valid. The TURN server checks it again whenever an
+    /// allocation is refreshed, so it has to outlive the longest call.
+    #[arg(long, env = "NATTER_TURN_CREDENTIAL_TTL", default_value_t = 86_400,
+          value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub turn_credential_ttl: u64,
+
+    /// A fixed TURN user name, for TURN services without a shared secret (with
+    /// --turn-password). Everyone in every room can read it: prefer --turn-secret.
+    #[arg(long, env = "NATTER_TURN_USERNAME", value_name = "NAME")]
+    pub turn_username: Option<String>,
+
+    /// The fixed TURN password that goes with --turn-username.
+    #[arg(
+        long,
+        env = "NATTER_TURN_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub turn_password: Option<String>,
+
+    /// Whether pair rooms whose direct and TURN paths both fail may fall back to relaying
+    /// through this server's media relay (it then forwards their chat, files and calls, as in
+    /// group rooms, and stores nothing). With `false` such people cannot connect.
+    #[arg(long, env = "NATTER_PAIR_SERVER_RELAY", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pair_server_relay: bool,
 
     /// Seconds a person whose connection dropped keeps their place in a room before the others
     /// are told they left.
@@ -220,6 +270,10 @@ pub const DEFAULT_LUNA_SYSTEM_PROMPT: &str = "You are Luna, an assistant in a ch
      call you by writing @luna. Each message you see starts with its author's name. Answer the \
      last question briefly, in plain text without markup.";
 
+fn parse_turn_secret(text: &str) -> Result<TurnSecret, String> {
+    TurnSecret::new(text).ok_or_else(|| "the TURN secret is empty".to_owned())
+}
+
 fn parse_api_key(text: &str) -> Result<ApiKey, String> {
     let key = text.trim();
     if key.is_empty() {
@@ -257,6 +311,9 @@ pub enum ConfigError {
     /// The options themselves are wrong (clap's message, which also covers --help and --version).
     #[error(transparent)]
     Options(#[from] clap::Error),
+    /// The STUN or TURN settings are wrong or do not fit together.
+    #[error("{0}")]
+    Ice(String),
     /// The assistant's settings do not fit together, or its key file cannot be read.
     #[error("{0}")]
     Luna(String),
@@ -303,17 +360,70 @@ impl Config {
         Duration::from_secs(self.reconnect_grace)
     }
 
-    /// The ICE servers in the shape `welcome` carries them.
-    pub fn ice_servers(&self) -> Vec<IceServer> {
-        self.ice_servers
-            .iter()
-            .filter(|url| !url.trim().is_empty())
-            .map(|url| IceServer {
-                urls: vec![url.trim().to_owned()],
-                username: None,
-                credential: None,
-            })
-            .collect()
+    /// The STUN and TURN servers browsers get, with how TURN credentials are made.
+    pub fn ice(&self) -> Result<IceConfig, ConfigError> {
+        let urls = |list: &[String], turn: bool| -> Result<Vec<String>, ConfigError> {
+            let urls: Vec<String> = list
+                .iter()
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+                .collect();
+            for url in &urls {
+                ice::check_url(url, turn).map_err(ConfigError::Ice)?;
+            }
+            Ok(urls)
+        };
+        let stun = urls(&self.ice_servers, false)?;
+        let turn = urls(&self.turn_urls, true)?;
+        let secret = match (&self.turn_secret, &self.turn_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Ice(
+                    "give the TURN secret once: --turn-secret or --turn-secret-file".to_owned(),
+                ));
+            }
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    ConfigError::Ice(format!("reading {}: {error}", path.display()))
+                })?;
+                Some(parse_turn_secret(&text).map_err(ConfigError::Ice)?)
+            }
+            (None, None) => None,
+        };
+        let fixed = match (&self.turn_username, &self.turn_password) {
+            (Some(username), Some(password)) => Some((username.clone(), password.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Ice(
+                    "static TURN credentials need both --turn-username and --turn-password"
+                        .to_owned(),
+                ));
+            }
+        };
+        let auth = match (secret, fixed) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Ice(
+                    "use either --turn-secret or --turn-username/--turn-password, not both"
+                        .to_owned(),
+                ));
+            }
+            (Some(secret), None) => Some(TurnAuth::Secret {
+                secret,
+                ttl: Duration::from_secs(self.turn_credential_ttl),
+            }),
+            (None, Some((username, password))) => Some(TurnAuth::Static { username, password }),
+            (None, None) => None,
+        };
+        match (turn.is_empty(), auth.is_some()) {
+            (false, false) => Err(ConfigError::Ice(
+                "--turn-url needs --turn-secret (or --turn-username and --turn-password)"
+                    .to_owned(),
+            )),
+            (true, true) => Err(ConfigError::Ice(
+                "TURN credentials are configured but no --turn-url".to_owned(),
+            )),
+            _ => Ok(IceConfig { stun, turn, auth }),
+        }
     }
 
     /// Where the media relay binds its UDP socket and ICE-TCP listener.
@@ -648,6 +758,73 @@ mod tests {
                 "natter.conf.example does not list {long}"
             );
         }
+    }
+
+    #[test]
+    fn turn_needs_exactly_one_kind_of_credential_and_urls_of_its_kind() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["natter"];
+            all.extend_from_slice(args);
+            Config::parse_from(all).ice()
+        };
+        let none = parse(&[]).expect("STUN-only is fine");
+        assert!(!none.has_turn() && none.stun.is_empty());
+        let turn = parse(&["--turn-url", "turn:t.example:3478", "--turn-secret", "s"]);
+        assert!(turn.expect("valid").has_turn());
+        let refusals: [(&[&str], &str); 6] = [
+            (&["--turn-url", "turn:t.example"], "needs --turn-secret"),
+            (&["--turn-secret", "s"], "no --turn-url"),
+            (
+                &["--turn-url", "turn:t.example", "--turn-username", "u"],
+                "both",
+            ),
+            (
+                &[
+                    "--turn-url",
+                    "turn:t.example",
+                    "--turn-secret",
+                    "s",
+                    "--turn-username",
+                    "u",
+                    "--turn-password",
+                    "p",
+                ],
+                "not both",
+            ),
+            (&["--ice-server", "turn:t.example"], "--turn-url"),
+            (
+                &["--turn-url", "stun:t.example", "--turn-secret", "s"],
+                "--ice-server",
+            ),
+        ];
+        for (args, expected) in refusals {
+            match parse(args) {
+                Err(ConfigError::Ice(message)) => {
+                    assert!(message.contains(expected), "{args:?}: {message}");
+                }
+                other => panic!("{args:?} was accepted: {other:?}"),
+            }
+        }
+        let path = std::env::temp_dir().join(format!("natter-turn-{}", std::process::id()));
+        std::fs::write(&path, "  from-a-file\n").expect("write");
+        let path_text = path.to_str().expect("path");
+        let from_file = parse(&[
+            "--turn-url",
+            "turn:t.example",
+            "--turn-secret-file",
+            path_text,
+        ])
+        .expect("valid");
+        let peer = natter_proto::PeerId::try_from("peer-ann-0000000001".to_owned()).expect("peer");
+        let servers = from_file.for_peer(&peer, 0);
+        let secret = TurnSecret::new("from-a-file").expect("secret");
+        assert_eq!(
+            servers[0].credential.as_deref(),
+            Some(ice::turn_password(&secret, "86400:peer-ann-0000000001").as_str())
+        );
+        std::fs::remove_file(&path).ok();
+        let flagged = Config::parse_from(["natter", "--turn-secret", "on-the-command-line"]);
+        assert!(!format!("{flagged:?}").contains("on-the-command-line"));
     }
 
     #[test]

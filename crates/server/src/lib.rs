@@ -10,6 +10,7 @@
 
 pub mod config;
 mod guard;
+pub mod ice;
 pub mod luna;
 mod names;
 pub mod pow;
@@ -113,6 +114,11 @@ pub async fn serve(
         None => None,
     };
     let assistant = luna.is_some();
+    let ice = config.ice().map_err(std::io::Error::other)?;
+    if ice.has_turn() {
+        // Only how many: the URLs are the operator's business, the secret nobody's.
+        tracing::info!(urls = ice.turn.len(), "browsers get TURN credentials");
+    }
     let registry = Registry::new(
         RoomSettings {
             pair: RoomPolicy::pair(config.reconnect_grace()).with_assistant(assistant),
@@ -121,7 +127,8 @@ pub async fn serve(
                 GROUP_RECONNECT_GRACE.min(config.reconnect_grace()),
             )
             .with_assistant(assistant),
-            ice_servers: config.ice_servers(),
+            ice: Arc::new(ice),
+            pair_server_relay: config.pair_server_relay,
             max_file_bytes: config.max_file_size,
             luna,
         },
@@ -143,6 +150,7 @@ pub async fn serve(
         .route("/r/{room}", get(room_page))
         .route("/g/{room}", get(group_page))
         .route("/n/{name}", get(named_page))
+        .route("/check", get(check_page))
         .route("/healthz", get(healthz))
         .route("/ws", get(websocket))
         .fallback(get(static_file))
@@ -179,6 +187,10 @@ pub async fn serve(
 
 async fn index(headers: HeaderMap) -> Response {
     web::asset("index.html", &headers)
+}
+
+async fn check_page(headers: HeaderMap) -> Response {
+    web::asset("check.html", &headers)
 }
 
 async fn room_page(Path(room): Path<String>, headers: HeaderMap) -> Response {
@@ -230,9 +242,9 @@ fn percent_encode(text: &str) -> String {
     encoded
 }
 
-/// Seconds since the Unix epoch: the clock of challenges and room names (both outlive a
-/// restart, so a monotonic clock would not do).
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch: the clock of challenges, room names and TURN credentials (all
+/// outlive a restart, or are checked by another process, so a monotonic clock would not do).
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

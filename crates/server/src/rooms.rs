@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use natter_proto::signaling::{IceServer, LunaFailure, LunaInfo, LunaTurn, RoomKind};
+use natter_proto::signaling::{LunaFailure, LunaInfo, LunaTurn, RoomKind};
 use natter_proto::{DisplayName, ErrorCode, OwnerSecret, PeerId, RoomId, RoomName, ServerMessage};
 use natter_room::{AddressTag, JoinRequest, Moderation, Output, Room, RoomPolicy, SessionId};
 use serde_json::Value;
@@ -17,8 +17,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::guard::Guard;
+use crate::ice::IceConfig;
 use crate::luna::{Luna, LunaMemory, PieceSink, ReplyCap, Turn, failure_text};
-use crate::secrets;
+use crate::{secrets, unix_now};
 
 /// Commands a room task accepts before pushing back on senders.
 const ROOM_INBOX: usize = 256;
@@ -115,7 +116,10 @@ pub(crate) struct RoomSettings {
     pub pair: RoomPolicy,
     /// Policy of new group rooms.
     pub group: RoomPolicy,
-    pub ice_servers: Vec<IceServer>,
+    /// STUN and TURN for `welcome`; TURN credentials are minted per join.
+    pub ice: Arc<IceConfig>,
+    /// Pair rooms may connect to the media relay when their direct path fails.
+    pub pair_server_relay: bool,
     /// The file-size policy announced in `welcome`.
     pub max_file_bytes: u64,
     /// The assistant, if the server has one.
@@ -149,6 +153,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Whether pair rooms may fall back to the media relay.
+    pub fn pair_server_relay(&self) -> bool {
+        self.settings.pair_server_relay
+    }
+
     pub fn new(settings: RoomSettings, guard: Arc<Guard>) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::new(HashMap::new()),
@@ -326,13 +335,14 @@ impl RoomTask {
                 };
                 let result = self.room.join(now, request);
                 if let Ok(joined) = &result {
+                    let ice_servers = self.settings.ice.for_peer(&peer, unix_now());
                     let welcome = ServerMessage::Welcome {
                         room: self.room_id.clone(),
                         peer,
                         kind: policy.kind,
                         capacity: joined.state.capacity,
                         peers: joined.peers.clone(),
-                        ice_servers: self.settings.ice_servers.clone(),
+                        ice_servers,
                         resumed: joined.resumed,
                         max_file_bytes: self.settings.max_file_bytes,
                         owner: joined.state.owner.clone(),

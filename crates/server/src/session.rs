@@ -172,12 +172,11 @@ pub(crate) async fn run(
         }
     };
 
-    if let Stage::Joined { room, kind, .. } = &session.stage {
+    if let Stage::Joined { room, .. } = &session.stage {
         // Awaited rather than tried: a lost disconnect would keep a ghost in the room forever.
         let _ = room.send(RoomCommand::Disconnected { session: id }).await;
-        if *kind == RoomKind::Group {
-            session.leave_media().await;
-        }
+        // Pair rooms too: theirs may have fallen back to the relay.
+        session.leave_media().await;
     }
     match end {
         End::Close(code, error) => {
@@ -410,12 +409,10 @@ impl Session {
                 self.reply_error(socket, ErrorCode::AlreadyJoined).await
             }
             (_, Stage::Ready) => self.reply_error(socket, ErrorCode::NotJoined).await,
-            (ClientMessage::Leave, Stage::Joined { room, kind, .. }) => {
+            (ClientMessage::Leave, Stage::Joined { room, .. }) => {
                 // Awaited: a lost leave would keep the place taken.
                 let _ = room.send(RoomCommand::Leave { session: self.id }).await;
-                if *kind == RoomKind::Group {
-                    self.leave_media().await;
-                }
+                self.leave_media().await;
                 self.stage = Stage::Ready;
                 // The socket may join again, with a new proof.
                 self.send_challenge(socket).await
@@ -429,7 +426,8 @@ impl Session {
                     ..
                 },
             ) => {
-                if *kind != RoomKind::Group {
+                // A pair room reaches the relay only as a fallback, which the operator may forbid.
+                if *kind != RoomKind::Group && !self.registry.pair_server_relay() {
                     return self.reply_error(socket, ErrorCode::NotGroupRoom).await;
                 }
                 let handle = self.handle.clone();

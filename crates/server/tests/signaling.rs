@@ -992,14 +992,90 @@ async fn a_group_room_is_full_at_its_configured_capacity() {
 }
 
 #[tokio::test]
-async fn sfu_offer_in_a_pair_room_gets_not_group_room() {
+async fn a_pair_room_falls_back_to_the_media_relay_unless_the_operator_forbids_it() {
+    // By default the pair whose direct path failed gets an answer from the relay.
     let server = Server::start().await;
     let mut ann = server.client().await;
     ann.enter(ROOM, ANN, "Ann").await;
-    ann.send(json!({"type": "sfu-offer", "sdp": "v=0", "tracks": []}))
+    let now = Instant::now();
+    let mut participant = natter_loadgen::Participant::new(
+        now,
+        now,
+        "127.0.0.1:40000".parse().unwrap(),
+        natter_loadgen::Publish {
+            audio: false,
+            video: false,
+        },
+    );
+    let (sdp, tracks) = participant.take_offer().unwrap();
+    ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
+        .await;
+    let answer = ann.recv().await;
+    assert_eq!(answer["type"], "sfu-answer", "{answer}");
+
+    // With --pair-server-relay false, pair rooms stay browser to browser.
+    let mut config = Config::for_tests();
+    config.pair_server_relay = false;
+    let server = Server::start_with(config).await;
+    let mut ann = server.client().await;
+    ann.enter(ROOM, ANN, "Ann").await;
+    ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": []}))
         .await;
     ann.expect_error("not-group-room").await;
     ann.expect_alive().await;
+}
+
+#[tokio::test]
+async fn every_join_gets_its_own_expiring_turn_credential_and_never_the_secret() {
+    const SECRET: &str = "turn-shared-secret-for-the-test";
+    let mut config = Config::for_tests();
+    config.ice_servers = vec!["stun:turn.example.org:3478".into()];
+    config.turn_urls = vec![
+        "turn:turn.example.org:3478".into(),
+        "turn:turn.example.org:3478?transport=tcp".into(),
+    ];
+    config.turn_secret = natter_server::ice::TurnSecret::new(SECRET);
+    config.turn_credential_ttl = 600;
+    let server = Server::start_with(config).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut ann = server.client().await;
+    ann.hello().await;
+    let welcome = ann.join(ROOM, ANN, "Ann").await;
+    let servers = welcome["iceServers"].as_array().unwrap();
+    assert_eq!(servers[0], json!({"urls": ["stun:turn.example.org:3478"]}));
+    let turn = &servers[1];
+    assert_eq!(
+        turn["urls"],
+        json!([
+            "turn:turn.example.org:3478",
+            "turn:turn.example.org:3478?transport=tcp"
+        ])
+    );
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, peer) = username.split_once(':').unwrap();
+    assert_eq!(peer, ANN);
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((before + 600..=before + 602).contains(&expiry), "{expiry}");
+    let secret = natter_server::ice::TurnSecret::new(SECRET).unwrap();
+    assert_eq!(
+        turn["credential"].as_str().unwrap(),
+        natter_server::ice::turn_password(&secret, username)
+    );
+    assert!(!welcome.to_string().contains(SECRET));
+
+    let mut bob = server.client().await;
+    bob.hello().await;
+    let other = bob.join(ROOM, BOB, "Bob").await;
+    assert!(
+        other["iceServers"][1]["username"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{BOB}"))
+    );
+    assert_ne!(other["iceServers"][1]["credential"], turn["credential"]);
 }
 
 #[tokio::test]

@@ -12,8 +12,25 @@ import * as protocol from './protocol.js';
  *   onFilesChannel: (channel: RTCDataChannel | null) => void,
  *   onFileData: (data: string | ArrayBuffer) => void,
  *   onPeerConnection: (pc: RTCPeerConnection) => void,
+ *   onPath?: (path: Path) => void,
+ *   onUnreachable?: () => void,
  * }} PeerLinkHandlers
  */
+
+/**
+ * How a connection reaches the other person: browser to browser, through a TURN server, or
+ * through Natter's own server (relay-link.js).
+ * @typedef {'direct' | 'turn' | 'server'} Path
+ */
+
+/**
+ * How long the first attempt (every candidate: direct, and TURN's if there is one) may take to
+ * connect before the peers try TURN alone. ICE on its own would wait tens of seconds for blocked
+ * candidate pairs to time out; people would give up first.
+ */
+export const DIRECT_TIMEOUT_MS = 2_000;
+/** How long the retry through TURN alone may take before the server's relay is used. */
+export const TURN_TIMEOUT_MS = 1_500;
 
 /**
  * A connection still "disconnected" after this long gets an ICE restart instead of waiting about
@@ -45,14 +62,28 @@ export class PeerLink {
    * are affected too, so this holds until an offer of ours has been answered.
    */
   #restartSenders = false;
+  /** Escalation: 'all' candidates first, then 'turn' alone, then the link gives up. */
+  /** @type {'all' | 'turn' | 'gave-up'} */
+  #attempt = 'all';
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #attemptTimer;
+  /** Set once a connection was up: a later failure restarts ICE like before instead of escalating at once. */
+  #everConnected = false;
 
   /**
-   * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
+   * @param {{ selfId: string, remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null,
+   *   relayOnly?: boolean }} options
+   *   `relayOnly`: TURN from the start (the person asked that their address stay hidden)
    * @param {PeerLinkHandlers} handlers
    */
   constructor(options, handlers) {
     this.remoteId = options.remoteId;
     this.iceServers = options.iceServers;
+    this.hasTurn = options.iceServers.some((server) =>
+      [server.urls].flat().some((url) => /^turns?:/.test(url)),
+    );
+    this.relayOnly = Boolean(options.relayOnly) && this.hasTurn;
+    if (this.relayOnly) this.#attempt = 'turn';
     this.certificate = options.certificate ?? null;
     this.handlers = handlers;
     // Exactly one side is polite: the one whose id sorts first.
@@ -65,6 +96,7 @@ export class PeerLink {
   #create() {
     const pc = new RTCPeerConnection({
       iceServers: this.iceServers,
+      iceTransportPolicy: this.#attempt === 'turn' ? 'relay' : 'all',
       ...(this.certificate ? { certificates: [this.certificate] } : {}),
     });
     // Negotiated on both sides: no ondatachannel race, and either side may offer first.
@@ -90,8 +122,14 @@ export class PeerLink {
     pc.onconnectionstatechange = () => {
       clearTimeout(this.#restartTimer);
       if (pc !== this.#pc || this.#closed) return;
-      if (pc.connectionState === 'failed') pc.restartIce();
-      else if (pc.connectionState === 'disconnected') {
+      if (pc.connectionState === 'connected') {
+        clearTimeout(this.#attemptTimer);
+        this.#everConnected = true;
+        this.#reportPath(pc);
+      } else if (pc.connectionState === 'failed') {
+        if (this.#everConnected) pc.restartIce();
+        else this.#escalate(pc);
+      } else if (pc.connectionState === 'disconnected') {
         this.#restartTimer = setTimeout(() => {
           if (pc === this.#pc && pc.connectionState === 'disconnected') pc.restartIce();
         }, DISCONNECTED_RESTART_MS);
@@ -125,6 +163,61 @@ export class PeerLink {
     return [pc, channel, files];
   }
 
+  /** Starts the clock of the current attempt, once there is something to connect to. */
+  #startAttempt() {
+    if (this.#attemptTimer !== undefined || this.#everConnected) return;
+    const pc = this.#pc;
+    const limit = this.#attempt === 'turn' ? TURN_TIMEOUT_MS : DIRECT_TIMEOUT_MS;
+    this.#attemptTimer = setTimeout(() => {
+      if (pc === this.#pc && !this.#closed && pc.connectionState !== 'connected') this.#escalate(pc);
+    }, limit);
+  }
+
+  /**
+   * The attempt under way failed or took too long: retry through TURN alone (an ICE restart
+   * gathering only relay candidates), or, after that or without TURN, give up so the page can
+   * use the server's relay.
+   * @param {RTCPeerConnection} pc
+   */
+  #escalate(pc) {
+    clearTimeout(this.#attemptTimer);
+    this.#attemptTimer = undefined;
+    if (this.#attempt === 'all' && this.hasTurn) {
+      this.#attempt = 'turn';
+      pc.setConfiguration({ ...pc.getConfiguration(), iceTransportPolicy: 'relay' });
+      pc.restartIce();
+      this.#startAttempt();
+      return;
+    }
+    if (this.#attempt === 'gave-up') return;
+    this.#attempt = 'gave-up';
+    this.handlers.onUnreachable?.();
+  }
+
+  /** Tells the page whether the connection is direct or through TURN, from the chosen candidate pair. @param {RTCPeerConnection} pc */
+  async #reportPath(pc) {
+    try {
+      const stats = await pc.getStats();
+      /** @type {string | undefined} */
+      let pairId;
+      stats.forEach((report) => {
+        if (report.type === 'transport' && report.selectedCandidatePairId) pairId = report.selectedCandidatePairId;
+      });
+      const pair = pairId ? stats.get(pairId) : undefined;
+      const local = pair ? stats.get(pair.localCandidateId) : undefined;
+      const remote = pair ? stats.get(pair.remoteCandidateId) : undefined;
+      if (pc !== this.#pc || !local) return;
+      const relayed = local.candidateType === 'relay' || remote?.candidateType === 'relay';
+      this.path = relayed ? 'turn' : 'direct';
+      this.handlers.onPath?.(this.path);
+    } catch {
+      // A closed connection has no stats: nothing to report.
+    }
+  }
+
+  /** @type {Path | null} */
+  path = null;
+
   /** The other side started over with a new connection: so do we. */
   #reset() {
     const old = this.#pc;
@@ -134,6 +227,11 @@ export class PeerLink {
     this.#ignoreOffer = false;
     this.#settingRemoteAnswer = false;
     this.#restartSenders = false;
+    clearTimeout(this.#attemptTimer);
+    this.#attemptTimer = undefined;
+    this.#everConnected = false;
+    this.#attempt = this.relayOnly ? 'turn' : 'all';
+    this.path = null;
     [this.#pc, this.#channel, this.#files] = this.#create();
     old.close();
     this.handlers.onChannelState(false);
@@ -196,6 +294,8 @@ export class PeerLink {
         } finally {
           this.#settingRemoteAnswer = false;
         }
+        // Both sides have spoken: from here a working path connects within moments.
+        this.#startAttempt();
         if (description.type === 'offer') {
           await pc.setLocalDescription();
           if (pc.localDescription) this.handlers.send(protocol.descriptionPayload(this.conn, pc.localDescription));
@@ -224,6 +324,7 @@ export class PeerLink {
   close() {
     this.#closed = true;
     clearTimeout(this.#restartTimer);
+    clearTimeout(this.#attemptTimer);
     this.#pc.close();
   }
 }

@@ -424,8 +424,14 @@ export function parseServerMessage(text) {
 // --- peer to peer: signal payloads ----------------------------------------------------------
 
 /**
- * @typedef {{ conn: string, description?: RTCSessionDescriptionInit, candidate?: RTCIceCandidateInit }} SignalPayload
+ * A negotiation step, or (`relay: true`) word that the sender's direct and TURN paths failed and
+ * it is moving this conversation to the server's relay, where the receiver should follow.
+ * @typedef {{ conn: string, description?: RTCSessionDescriptionInit, candidate?: RTCIceCandidateInit,
+ *   relay?: true }} SignalPayload
  */
+
+/** @param {string} conn @returns {SignalPayload} */
+export const relayPayload = (conn) => ({ conn, relay: true });
 
 /** @param {string} conn @param {RTCSessionDescriptionInit} description @returns {SignalPayload} */
 export const descriptionPayload = (conn, description) => ({
@@ -455,6 +461,7 @@ export function parseSignalPayload(value) {
     return null;
   }
   const { description, candidate } = value;
+  if (value.relay === true) return { conn: value.conn, relay: true };
   if (isObject(description) && DESCRIPTION_TYPES.has(String(description.type))) {
     const type = /** @type {RTCSdpType} */ (description.type);
     return { conn: value.conn, description: { type, sdp: typeof description.sdp === 'string' ? description.sdp : '' } };
@@ -484,6 +491,7 @@ export function parseSignalPayload(value) {
  * @typedef {ChatMessage
  *   | { type: 'ack', id: string }
  *   | { type: 'typing', active: boolean }
+ *   | { type: 'relay-hello', reply: boolean }
  *   | CallState} DataMessage
  */
 
@@ -511,6 +519,14 @@ export const ackMessage = (id) => JSON.stringify({ type: 'ack', id });
 
 /** @param {boolean} active */
 export const typingMessage = (active) => JSON.stringify({ type: 'typing', active });
+
+/**
+ * A pair room through the server's relay: "I am here" (`reply: false`, answered) or the answer.
+ * The relay drops what is sent to someone not connected yet, so each side waits for the other's
+ * word before it counts the conversation as connected.
+ * @param {boolean} reply
+ */
+export const relayHello = (reply) => JSON.stringify({ type: 'relay-hello', reply });
 
 const MIC_STATES = ['on', 'muted', 'off'];
 /** A media stream id as browsers make them (a UUID, possibly in braces); never shown. */
@@ -556,6 +572,8 @@ export function parseDataObject(value) {
       return typeof value.id === 'string' && SHORT_ID.test(value.id) ? { type: 'ack', id: value.id } : null;
     case 'typing':
       return typeof value.active === 'boolean' ? { type: 'typing', active: value.active } : null;
+    case 'relay-hello':
+      return typeof value.reply === 'boolean' ? { type: 'relay-hello', reply: value.reply } : null;
     case 'call-state': {
       const { inCall, mic, camera, screen, screenStream } = value;
       if (typeof inCall !== 'boolean' || typeof camera !== 'boolean' || typeof screen !== 'boolean') return null;

@@ -4,6 +4,7 @@
 import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
 import { PeerLink, prepareCertificate } from './peer.js';
+import { RelayLink } from './relay-link.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
@@ -46,11 +47,24 @@ const attachButton = /** @type {HTMLButtonElement} */ (element('attach'));
 const fileInput = /** @type {HTMLInputElement} */ (element('file-input'));
 const reselectInput = /** @type {HTMLInputElement} */ (element('reselect-input'));
 const fileStatus = element('file-status');
+const pathLine = element('connection-path');
+const relayOnlyBox = /** @type {HTMLInputElement} */ (element('relay-only'));
+const relayOnlyRow = element('relay-only-row');
+
+/** What each path means for the people in the room, in the status's second line. */
+const PATH_DETAIL = Object.freeze({
+  direct: 'Direct connection: your browsers talk to each other; the server sees nothing.',
+  turn: 'Through a TURN relay: it passes on encrypted data it cannot read.',
+  server: "Through Natter's server, because your networks block a direct connection: it forwards your messages and files and stores nothing. Calls need a direct or TURN connection.",
+});
 
 const STATUS = Object.freeze({
   waiting: 'Waiting for the other person…',
   connecting: 'Connecting…',
   connected: 'Connected',
+  connectedTurn: 'Connected through a TURN relay',
+  connectedServer: 'Connected through the server',
+  relayRefused: 'Cannot connect: your networks block a direct connection, and this server does not relay pair rooms.',
   left: 'The other person left',
   unreachable: 'Server unreachable — retrying…',
 });
@@ -79,6 +93,7 @@ const luna = new LunaPanel({
  *   other: { peer: string, name: string } | null,
  *   otherLeft: boolean,
  *   channelOpen: boolean,
+ *   path: import('./peer.js').Path | null,
  *   tooLong: number,
  *   localName: string,
  *   unread: number,
@@ -90,6 +105,8 @@ const view = {
   other: null,
   otherLeft: false,
   channelOpen: false,
+  // How the open channel reaches the other person.
+  path: null,
   // Characters over the limit in the composer, 0 when it fits.
   tooLong: 0,
   // This browser's own name for the room ("Rename room").
@@ -101,7 +118,7 @@ const view = {
 let everConnected = false;
 
 /** The call: made before any connection, so the first one already carries its tracks. */
-/** @type {import('./peer.js').PeerLink | null} */
+/** @type {PeerLink | RelayLink | null} */
 let currentLink = null;
 const call = new Call({
   send: (wire) => currentLink?.sendData(wire) ?? false,
@@ -112,13 +129,16 @@ const callView = new CallView(call);
 function render() {
   let status;
   if (view.final) status = view.final;
-  else if (view.channelOpen) status = STATUS.connected;
+  else if (view.channelOpen) {
+    status = view.path === 'server' ? STATUS.connectedServer : view.path === 'turn' ? STATUS.connectedTurn : STATUS.connected;
+  }
   else if (view.signaling === 'retrying') status = STATUS.unreachable;
   else if (view.signaling === 'connecting' || view.other) status = STATUS.connecting;
   else if (view.otherLeft) status = STATUS.left;
   else status = STATUS.waiting;
   if (statusLine.textContent !== status) statusLine.textContent = status;
-  if (status === STATUS.connected && !everConnected) {
+  pathLine.textContent = view.channelOpen && view.path ? PATH_DETAIL[view.path] : '';
+  if (view.channelOpen && !everConnected) {
     everConnected = true;
     // Lets tests and curious people measure time from navigation to Connected.
     performance.mark('natter:connected');
@@ -131,7 +151,8 @@ function render() {
     : view.final || view.channelOpen
       ? ''
       : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
-  callView.available = view.channelOpen;
+  // Calls need a browser-to-browser or TURN path; the server's relay carries chat and files.
+  callView.available = view.channelOpen && view.path !== 'server';
   callView.otherName = view.other?.name ?? null;
   callView.render();
   const joined = view.signaling === 'joined' && !view.final;
@@ -279,8 +300,11 @@ async function main() {
   let certificate = null;
   prepareCertificate().then((ready) => (certificate = ready));
 
-  /** @type {PeerLink | null} */
+  /** @type {PeerLink | RelayLink | null} */
   let link = null;
+  /** The person asked that their address stay hidden: TURN only, never a direct path. */
+  let relayOnly = false;
+  getSetting('relay-only').then((on) => (relayOnly = relayOnlyBox.checked = on === true));
   /** @type {RTCIceServer[]} */
   let iceServers = [];
 
@@ -299,29 +323,72 @@ async function main() {
     if (active) typingTimer = setTimeout(() => showTyping(false), 6_000);
   };
 
+  /** The link's channel opened or closed. @param {PeerLink | RelayLink} created @param {boolean} open */
+  const channelState = (created, open) => {
+    if (link !== created) return;
+    view.channelOpen = open;
+    view.path = open ? created.path : null;
+    if (open) {
+      chat?.channelOpened();
+      call.channelOpened();
+    } else {
+      showTyping(false);
+      call.channelClosed();
+    }
+    render();
+  };
+  /** @param {protocol.DataMessage} message @param {string} remoteId */
+  const receive = (message, remoteId) => {
+    if (message.type === 'call-state') call.receiveState(message);
+    else chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' });
+  };
+
+  /**
+   * Moves the conversation to the server's relay: this side's direct and TURN attempts failed
+   * (`tell`: the other side is told to follow), or the other side's did.
+   * @param {string} remoteId
+   * @param {boolean} tell
+   */
+  const openRelay = (remoteId, tell) => {
+    const previous = link;
+    if (tell && previous instanceof PeerLink) signaling.signal(remoteId, protocol.relayPayload(previous.conn));
+    previous?.close();
+    view.channelOpen = false;
+    view.path = null;
+    call.channelClosed();
+    files?.channelClosed('connection');
+    /** @type {RelayLink} */
+    const created = new RelayLink(
+      { remoteId, iceServers, certificate },
+      {
+        sendOffer: (sdp, tracks) => signaling.sfuOffer(sdp, tracks),
+        onChannelState: (open) => channelState(created, open),
+        onData: (message) => receive(message, remoteId),
+        onFilesChannel: (channel) => {
+          if (link !== created) return;
+          if (channel) files?.channelOpened(channel);
+          else files?.channelClosed('connection');
+        },
+        onFileData: (data) => files?.receive(data),
+        // The relay has no ICE restart: a failed connection is replaced.
+        onFailed: () => link === created && view.other?.peer === remoteId && openRelay(remoteId, false),
+      },
+    );
+    link = created;
+    currentLink = created;
+    render();
+    return created;
+  };
+
   /** @param {string} remoteId */
   const openLink = (remoteId) => {
     link?.close();
     const created = new PeerLink(
-      { selfId: identity.peerId, remoteId, iceServers, certificate },
+      { selfId: identity.peerId, remoteId, iceServers, certificate, relayOnly },
       {
         send: (payload) => signaling.signal(remoteId, payload),
-        onChannelState: (open) => {
-          if (link !== created) return;
-          view.channelOpen = open;
-          if (open) {
-            chat?.channelOpened();
-            call.channelOpened();
-          } else {
-            showTyping(false);
-            call.channelClosed();
-          }
-          render();
-        },
-        onData: (message) => {
-          if (message.type === 'call-state') call.receiveState(message);
-          else chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' });
-        },
+        onChannelState: (open) => channelState(created, open),
+        onData: (message) => receive(message, remoteId),
         onFilesChannel: (channel) => {
           if (link !== created) return;
           if (channel) files?.channelOpened(channel);
@@ -329,6 +396,14 @@ async function main() {
         },
         onFileData: (data) => files?.receive(data),
         onPeerConnection: (pc) => call.attach(pc),
+        onPath: (path) => {
+          if (link !== created) return;
+          if (view.channelOpen) view.path = path;
+          render();
+        },
+        onUnreachable: () => {
+          if (link === created) openRelay(remoteId, true);
+        },
       },
     );
     link = created;
@@ -371,6 +446,8 @@ async function main() {
           case 'welcome': {
             me.peer = message.peer;
             iceServers = message.iceServers;
+            // Hiding one's address needs a TURN server to hide behind.
+            relayOnlyRow.hidden = !iceServers.some((server) => [server.urls].flat().some((u) => /^turns?:/.test(u)));
             maxFileBytes = message.maxFileBytes;
             if (files) files.maxFileBytes = maxFileBytes;
             const other = message.peers[0] ?? null;
@@ -379,8 +456,12 @@ async function main() {
             if (other) {
               view.otherLeft = false;
               // Keep a link that still works (signaling dropped, the peer connection did not).
-              if (link && link.remoteId === other.peer && link.connectionState !== 'closed') link.recover();
-              else openLink(other.peer);
+              if (link instanceof PeerLink && link.remoteId === other.peer && link.connectionState !== 'closed') {
+                link.recover();
+              } else if (link instanceof RelayLink && link.remoteId === other.peer) {
+                // The relay's side of the connection may be gone with the server: connect afresh.
+                openRelay(other.peer, false);
+              } else openLink(other.peer);
             }
             break;
           }
@@ -402,14 +483,38 @@ async function main() {
               closeLink();
             }
             break;
-          case 'signal':
+          case 'signal': {
             notePeer();
             if (view.other?.peer !== message.from) break;
+            const payload = protocol.parseSignalPayload(message.payload);
+            if (!payload) break;
+            if (payload.relay) {
+              // The other side could not reach us directly or through TURN: follow it to the relay.
+              if (!(link instanceof RelayLink && link.remoteId === message.from)) openRelay(message.from, false);
+              break;
+            }
             // The newcomer offers first; the one who was waiting makes its link on the first signal.
-            (link?.remoteId === message.from ? link : openLink(message.from)).handleSignal(message.payload);
+            // An offer while on the relay means the other side started over: try directly again.
+            const current = link instanceof PeerLink && link.remoteId === message.from ? link : null;
+            if (!current && payload.description?.type !== 'offer' && link instanceof RelayLink) break;
+            (current ?? openLink(message.from)).handleSignal(message.payload);
+            break;
+          }
+          case 'sfu-answer':
+            if (link instanceof RelayLink) link.handleAnswer(message.sdp);
+            break;
+          case 'sfu-tracks':
+            if (link instanceof RelayLink) link.handleTracks(message.tracks, message.need);
             break;
           case 'error':
             if (message.code === 'invalid-name') nameError.textContent = 'The server refused that name.';
+            if (message.code === 'bad-offer' && link instanceof RelayLink) link.handleRefusal();
+            if (message.code === 'not-group-room' && link instanceof RelayLink) {
+              link.close();
+              link = null;
+              currentLink = null;
+              view.final = STATUS.relayRefused;
+            }
             break;
         }
         notePeer();
@@ -491,6 +596,12 @@ async function main() {
   });
 
   getSetting('sound').then((on) => (soundBox.checked = on === true));
+  relayOnlyBox.addEventListener('change', async () => {
+    relayOnly = relayOnlyBox.checked;
+    await setSetting('relay-only', relayOnly);
+    // A new connection with the new rule; the other side answers it afresh.
+    if (view.other && link) openLink(view.other.peer);
+  });
   soundBox.addEventListener('change', () => setSetting('sound', soundBox.checked));
 
   keepHistoryBox.addEventListener('change', () => {

@@ -1,0 +1,122 @@
+// A pair room whose direct and TURN paths both failed: the two people's chat and files go through
+// the server's media relay instead, on the same connection group rooms use (sfu-link.js). The
+// server forwards and stores nothing, but unlike a direct path it could read what it forwards,
+// so the page says so ("Connected through the server"). Calls do not use this path yet.
+// No DOM here.
+
+import * as protocol from './protocol.js';
+import { SfuLink } from './sfu-link.js';
+
+/**
+ * @typedef {{
+ *   sendOffer: (sdp: string, tracks: { mid: string, source: import('./sfu-link.js').Source }[]) => boolean,
+ *   onChannelState: (open: boolean) => void,
+ *   onData: (message: protocol.DataMessage) => void,
+ *   onFilesChannel: (channel: import('./files.js').FileChannel | null) => void,
+ *   onFileData: (data: string | ArrayBuffer) => void,
+ *   onFailed: () => void,
+ * }} RelayLinkHandlers
+ */
+
+export class RelayLink {
+  /** @type {import('./peer.js').Path} */
+  path = 'server';
+  /** Whether the other person has been heard from on the relay: only then do messages reach them. */
+  #heard = false;
+  #ownOpen = false;
+  #closed = false;
+
+  /**
+   * @param {{ remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
+   * @param {RelayLinkHandlers} handlers
+   */
+  constructor(options, handlers) {
+    this.remoteId = options.remoteId;
+    this.handlers = handlers;
+    this.sfu = new SfuLink(
+      { iceServers: options.iceServers, certificate: options.certificate },
+      {
+        sendOffer: handlers.sendOffer,
+        onChannelState: (open) => {
+          if (this.#closed) return;
+          this.#ownOpen = open;
+          if (open) {
+            // Whoever is there already answers; whoever comes later says hello in turn.
+            this.sfu.sendData(protocol.relayHello(false), this.remoteId);
+          } else if (this.#heard) {
+            this.#heard = false;
+            handlers.onChannelState(false);
+            handlers.onFilesChannel(null);
+          }
+        },
+        onData: (from, message) => {
+          if (this.#closed || from !== this.remoteId) return;
+          if (message.type === 'relay-hello') {
+            if (!message.reply) this.sfu.sendData(protocol.relayHello(true), this.remoteId);
+            this.#hear();
+            return;
+          }
+          this.#hear();
+          handlers.onData(message);
+        },
+        // The files channel is offered to the transfers once the other person is heard from.
+        onFilesChannel: () => undefined,
+        onFileData: (from, data) => {
+          if (!this.#closed && from === this.remoteId) handlers.onFileData(data);
+        },
+        onMedia: () => undefined,
+        onConnectionState: (state) => {
+          if (!this.#closed && state === 'failed') handlers.onFailed();
+        },
+      },
+    );
+  }
+
+  /** The other person is reachable through the relay: open for chat and files. */
+  #hear() {
+    if (this.#heard || !this.#ownOpen) return;
+    this.#heard = true;
+    this.handlers.onChannelState(true);
+    if (this.sfu.files.readyState === 'open') this.handlers.onFilesChannel(this.sfu.filesChannelFor(this.remoteId));
+    else this.sfu.files.addEventListener('open', () => this.#heard && this.handlers.onFilesChannel(this.sfu.filesChannelFor(this.remoteId)), { once: true });
+  }
+
+  get channelOpen() {
+    return this.#heard && this.sfu.channelOpen;
+  }
+
+  get connectionState() {
+    return this.sfu.pc.connectionState;
+  }
+
+  /** The server's relay restarts by being replaced (room.js does that on failure). */
+  recover() {}
+
+  /** @param {string} wire */
+  sendData(wire) {
+    if (!this.channelOpen) return false;
+    return this.sfu.sendData(wire, this.remoteId);
+  }
+
+  /** @param {string} sdp */
+  handleAnswer(sdp) {
+    return this.sfu.handleAnswer(sdp);
+  }
+
+  /**
+   * @param {import('./sfu-link.js').ForwardedTrack[]} tracks
+   * @param {{ audio: number, video: number }} need
+   */
+  handleTracks(tracks, need) {
+    this.sfu.handleTracks(tracks, need);
+  }
+
+  handleRefusal() {
+    return this.sfu.handleRefusal();
+  }
+
+  close() {
+    this.#closed = true;
+    this.sfu.close();
+  }
+}

@@ -101,6 +101,69 @@ function makeCall({ fail = /** @type {string | null} */ (null) } = {}) {
 const REMOTE_IN_CALL = { inCall: true, mic: /** @type {const} */ ('on'), camera: false, screen: false };
 const REMOTE_OUT = { inCall: false, mic: /** @type {const} */ ('off'), camera: false, screen: false };
 
+/**
+ * The server relay's side of a call (relay-link.js's SfuLink): what was published per source, and
+ * the tracks the server labels by person and source.
+ */
+class FakeRelay {
+  pc = new FakePeerConnection();
+  /** @type {[string, FakeTrack | null, FakeStream | undefined][]} */
+  published = [];
+  /** @type {Map<string, { microphone?: FakeTrack, camera?: FakeTrack, screen?: FakeTrack }>} */
+  forwarded = new Map();
+  /** @param {string} source @param {FakeTrack | null} track @param {FakeStream} [stream] */
+  async publish(source, track, stream) {
+    this.published.push([source, track, stream]);
+  }
+  remoteTracks() {
+    return this.forwarded;
+  }
+}
+
+describe('a call through the server relay', () => {
+  test('devices are published by source, stopped with null, and carried over from the direct connection', async () => {
+    const { call, pc } = makeCall();
+    await call.toggle('mic');
+    const relay = new FakeRelay();
+    // The pair fell back to the server relay with the microphone on: it is published there at once.
+    call.attachRelay(/** @type {any} */ (relay), 'peer-bob-0000000002');
+    assert.deepEqual(relay.published.map(([source, track]) => [source, track === call.tracks.mic]), [['microphone', true]]);
+    await call.toggle('camera');
+    await call.toggle('screen');
+    assert.deepEqual(relay.published.map(([source]) => source), ['microphone', 'camera', 'screen']);
+    // The screen goes in a stream of its own, as on the direct path.
+    assert.notEqual(relay.published[2][2], relay.published[1][2]);
+    await call.toggle('camera');
+    assert.deepEqual(relay.published.at(-1)?.slice(0, 2), ['camera', null]);
+    // Nothing more touches the old connection's transceivers, and the relay's are sfu-link.js's.
+    const directions = pc.transceivers.map((transceiver) => transceiver.direction);
+    call.leave();
+    assert.deepEqual(pc.transceivers.map((transceiver) => transceiver.direction), directions);
+    assert.deepEqual(relay.pc.transceivers, []);
+    call.close();
+  });
+
+  test("the other person's camera and screen come from the slots the server labels, while both are in the call", async () => {
+    const { call } = makeCall();
+    const relay = new FakeRelay();
+    call.attachRelay(/** @type {any} */ (relay), 'peer-bob-0000000002');
+    const camera = new FakeTrack('video');
+    const screen = new FakeTrack('video');
+    relay.forwarded.set('peer-bob-0000000002', { camera, screen });
+    // Someone else's tracks (there is nobody else in a pair room) are never shown.
+    relay.forwarded.set('peer-eve-0000000003', { camera: new FakeTrack('video') });
+    assert.deepEqual(call.remoteVideo, { camera: null, screen: null }, 'nobody is in the call yet');
+    call.receiveState({ ...REMOTE_IN_CALL, camera: true });
+    assert.deepEqual(call.remoteVideo, { camera, screen: null }, 'the screen shows only once announced');
+    call.receiveState({ ...REMOTE_IN_CALL, camera: true, screen: true, screenStream: 'any' });
+    assert.deepEqual(call.remoteVideo, { camera, screen });
+    // A direct connection again (the other side reloaded): back to the peer connection's tracks.
+    call.attach(/** @type {any} */ (new FakePeerConnection()));
+    assert.deepEqual(call.remoteVideo, { camera: null, screen: null });
+    call.close();
+  });
+});
+
 describe('call state', () => {
   test('starting the microphone joins the call and tells the other side', async () => {
     const { call, sent, pc } = makeCall();

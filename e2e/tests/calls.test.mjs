@@ -13,27 +13,12 @@ import {
   connectedPair,
   expectMessage,
   expectStatus,
+  grows,
   inbound,
   launchBrowser,
   send,
   startServer,
 } from './harness.mjs';
-
-/**
- * Waits until a counter grows by more than `by` within the timeout.
- * @param {() => Promise<number>} read @param {string} what
- */
-async function grows(read, what, by = 1000, timeout = 15_000) {
-  const start = await read();
-  const deadline = Date.now() + timeout;
-  let now = start;
-  while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    now = await read();
-    if (now - start > by) return;
-  }
-  assert.fail(`${what} did not grow (from ${start} to ${now})`);
-}
 
 /** How much a counter grows over a while. @param {() => Promise<number>} read */
 async function growth(read, ms = 2_000) {

@@ -343,6 +343,22 @@ export function inbound(page, kind, connections = 'natterTestConnections') {
   );
 }
 
+/**
+ * Waits until a counter grows by more than `by` within the timeout.
+ * @param {() => Promise<number>} read @param {string} what
+ */
+export async function grows(read, what, by = 1000, timeout = 15_000) {
+  const start = await read();
+  const deadline = Date.now() + timeout;
+  let now = start;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    now = await read();
+    if (now - start > by) return;
+  }
+  assert.fail(`${what} did not grow (from ${start} to ${now})`);
+}
+
 // --- benchmarks: two people, each in a browser of their own ---------------------------------
 
 /**

@@ -15,6 +15,19 @@ export const SPEAKING_LEVEL = 0.02;
 const SPEAKING_HOLD_MS = 600;
 const LEVEL_POLL_MS = 250;
 
+/** The server relay's name for each device (sfu-link.js). */
+const SOURCES = /** @type {const} */ ({ mic: 'microphone', camera: 'camera', screen: 'screen' });
+
+/**
+ * The server's relay, when a pair room fell back to it (relay-link.js): publishing goes through
+ * it by source, and the other person's tracks come labelled by the server instead of by stream id.
+ * @typedef {{
+ *   pc: RTCPeerConnection,
+ *   publish: (source: import('./sfu-link.js').Source, track: MediaStreamTrack | null, stream?: MediaStream) => Promise<void>,
+ *   remoteTracks: () => Map<string, { microphone?: MediaStreamTrack, camera?: MediaStreamTrack, screen?: MediaStreamTrack }>,
+ * }} RelayMedia
+ */
+
 /** @type {CallSide} */
 const NOT_IN_CALL = Object.freeze({ inCall: false, mic: 'off', camera: false, screen: false });
 
@@ -53,6 +66,9 @@ export class Call {
   #left = false;
   /** @type {RTCPeerConnection | null} */
   #pc = null;
+  /** Set while the call goes through the server's relay, with the other person's peer id. */
+  /** @type {{ media: RelayMedia, peer: string } | null} */
+  #relay = null;
   /** This side's sender per device on the current connection; kept with no track when off. @type {Map<Device, RTCRtpSender>} */
   #senders = new Map();
   /** Microphone and camera travel in one stream, the screen in another: the msid tells them apart. */
@@ -99,6 +115,12 @@ export class Call {
     /** @type {{ camera: MediaStreamTrack | null, screen: MediaStreamTrack | null }} */
     const video = { camera: null, screen: null };
     if (!this.#pc || !this.inCall || !this.remote.inCall) return video;
+    if (this.#relay) {
+      const tracks = this.#relay.media.remoteTracks().get(this.#relay.peer);
+      video.camera = (this.remote.camera && tracks?.camera) || null;
+      video.screen = (this.remote.screen && tracks?.screen) || null;
+      return video;
+    }
     for (const transceiver of this.#pc.getTransceivers()) {
       const track = transceiver.receiver.track;
       const direction = transceiver.currentDirection;
@@ -117,6 +139,7 @@ export class Call {
    */
   attach(pc) {
     this.#pc = pc;
+    this.#relay = null;
     this.#senders.clear();
     this.remoteAudio = [];
     pc.addEventListener('track', (event) => this.#onTrack(pc, event));
@@ -124,6 +147,23 @@ export class Call {
       if (this.tracks[device]) this.#send(device);
     }
     this.#applyDirections();
+  }
+
+  /**
+   * Uses the server's relay from now on (a pair room whose other paths failed): this side's
+   * tracks are published there and the other person's arrive on the relay's receive slots.
+   * @param {RelayMedia} media
+   * @param {string} peer the other person's peer id
+   */
+  attachRelay(media, peer) {
+    this.#pc = media.pc;
+    this.#relay = { media, peer };
+    this.#senders.clear();
+    this.remoteAudio = [];
+    media.pc.addEventListener('track', (event) => this.#onTrack(media.pc, event));
+    for (const device of /** @type {Device[]} */ (['mic', 'camera', 'screen'])) {
+      if (this.tracks[device]) this.#send(device);
+    }
   }
 
   /** The chat channel opened: tell the other side where this one stands. */
@@ -204,7 +244,8 @@ export class Call {
     old.stop();
     this.#swapStreamTrack(device, old, track);
     this.tracks[device] = track;
-    await this.#senders.get(device)?.replaceTrack(track);
+    if (this.#relay) await this.#relay.media.publish(SOURCES[device], track, this.#streamFor(device));
+    else await this.#senders.get(device)?.replaceTrack(track);
     this.#changed();
   }
 
@@ -285,6 +326,10 @@ export class Call {
     track.stop();
     this.#streamFor(device).removeTrack(track);
     this.tracks[device] = null;
+    if (this.#relay) {
+      this.#relay.media.publish(SOURCES[device], null).catch(() => undefined);
+      return;
+    }
     const sender = this.#senders.get(device);
     if (sender) sender.replaceTrack(null).catch(() => undefined);
     this.#applyDirections();
@@ -296,6 +341,10 @@ export class Call {
     const track = this.tracks[device];
     if (!pc || !track || pc.signalingState === 'closed') return;
     const stream = this.#streamFor(device);
+    if (this.#relay) {
+      this.#relay.media.publish(SOURCES[device], track, stream).catch((error) => console.warn('natter: could not send a track', error));
+      return;
+    }
     const sender = this.#senders.get(device);
     if (sender) {
       sender.replaceTrack(track).catch((error) => console.warn('natter: could not send a track', error));
@@ -312,7 +361,8 @@ export class Call {
    */
   #applyDirections() {
     const pc = this.#pc;
-    if (!pc || pc.signalingState === 'closed') return;
+    // On the relay, sfu-link.js owns the transceivers: it publishes and the server forwards.
+    if (!pc || pc.signalingState === 'closed' || this.#relay) return;
     const receive = this.inCall;
     // From this side's tracks, not sender.track: replaceTrack() changes that only later.
     const sending = new Set();

@@ -1,7 +1,8 @@
 // A pair room whose direct and TURN paths both failed: the two people's chat and files go through
 // the server's media relay instead, on the same connection group rooms use (sfu-link.js). The
 // server forwards and stores nothing, but unlike a direct path it could read what it forwards,
-// so the page says so ("Connected through the server"). Calls do not use this path yet.
+// so the page says so ("Connected through the server"). Calls use it too: call.js publishes on
+// the relay and plays what the server forwards from the other person.
 // No DOM here.
 
 import * as protocol from './protocol.js';
@@ -15,6 +16,7 @@ import { SfuLink } from './sfu-link.js';
  *   onFilesChannel: (channel: import('./files.js').FileChannel | null) => void,
  *   onFileData: (data: string | ArrayBuffer) => void,
  *   onFailed: () => void,
+ *   onMedia: () => void,
  * }} RelayLinkHandlers
  */
 
@@ -64,7 +66,7 @@ export class RelayLink {
         onFileData: (from, data) => {
           if (!this.#closed && from === this.remoteId) handlers.onFileData(data);
         },
-        onMedia: () => undefined,
+        onMedia: () => handlers.onMedia(),
         onConnectionState: (state) => {
           if (!this.#closed && state === 'failed') handlers.onFailed();
         },

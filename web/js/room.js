@@ -55,7 +55,7 @@ const relayOnlyRow = element('relay-only-row');
 const PATH_DETAIL = Object.freeze({
   direct: 'Direct connection: your browsers talk to each other; the server sees nothing.',
   turn: 'Through a TURN relay: it passes on encrypted data it cannot read.',
-  server: "Through Natter's server, because your networks block a direct connection: it forwards your messages and files and stores nothing. Calls need a direct or TURN connection.",
+  server: "Through Natter's server, because your networks block a direct connection: it forwards your messages, files and calls, as in a group room, and stores nothing.",
 });
 
 const STATUS = Object.freeze({
@@ -151,8 +151,7 @@ function render() {
     : view.final || view.channelOpen
       ? ''
       : 'The other person is not connected, so messages cannot be sent now. Nothing is kept for later.';
-  // Calls need a browser-to-browser or TURN path; the server's relay carries chat and files.
-  callView.available = view.channelOpen && view.path !== 'server';
+  callView.available = view.channelOpen;
   callView.otherName = view.other?.name ?? null;
   callView.render();
   const joined = view.signaling === 'joined' && !view.final;
@@ -337,6 +336,15 @@ async function main() {
     }
     render();
   };
+  /**
+   * The link's files channel opened (or closed: null).
+   * @param {PeerLink | RelayLink} created @param {import('./files.js').FileChannel | null} channel
+   */
+  const filesChannel = (created, channel) => {
+    if (link !== created) return;
+    if (channel) files?.channelOpened(channel);
+    else files?.channelClosed('connection');
+  };
   /** @param {protocol.DataMessage} message @param {string} remoteId */
   const receive = (message, remoteId) => {
     if (message.type === 'call-state') call.receiveState(message);
@@ -364,18 +372,17 @@ async function main() {
         sendOffer: (sdp, tracks) => signaling.sfuOffer(sdp, tracks),
         onChannelState: (open) => channelState(created, open),
         onData: (message) => receive(message, remoteId),
-        onFilesChannel: (channel) => {
-          if (link !== created) return;
-          if (channel) files?.channelOpened(channel);
-          else files?.channelClosed('connection');
-        },
+        onFilesChannel: (channel) => filesChannel(created, channel),
         onFileData: (data) => files?.receive(data),
         // The relay has no ICE restart: a failed connection is replaced.
         onFailed: () => link === created && view.other?.peer === remoteId && openRelay(remoteId, false),
+        // The other person's tracks arrived or changed slots: the call's view shows them.
+        onMedia: () => callView.render(),
       },
     );
     link = created;
     currentLink = created;
+    call.attachRelay(created.sfu, remoteId);
     render();
     return created;
   };
@@ -389,11 +396,7 @@ async function main() {
         send: (payload) => signaling.signal(remoteId, payload),
         onChannelState: (open) => channelState(created, open),
         onData: (message) => receive(message, remoteId),
-        onFilesChannel: (channel) => {
-          if (link !== created) return;
-          if (channel) files?.channelOpened(channel);
-          else files?.channelClosed('connection');
-        },
+        onFilesChannel: (channel) => filesChannel(created, channel),
         onFileData: (data) => files?.receive(data),
         onPeerConnection: (pc) => call.attach(pc),
         onPath: (path) => {

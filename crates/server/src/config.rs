@@ -270,6 +270,25 @@ pub const DEFAULT_LUNA_SYSTEM_PROMPT: &str = "You are Luna, an assistant in a ch
      call you by writing @luna. Each message you see starts with its author's name. Answer the \
      last question briefly, in plain text without markup.";
 
+/// A secret given either as a flag (already parsed) or in a file (read and parsed here), not both.
+fn flag_or_file<T: Clone>(
+    flag: &Option<T>,
+    file: Option<&std::path::Path>,
+    both: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    match (flag, file) {
+        (Some(_), Some(_)) => Err(both.to_owned()),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("reading {}: {error}", path.display()))?;
+            parse(&text).map(Some)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn parse_turn_secret(text: &str) -> Result<TurnSecret, String> {
     TurnSecret::new(text).ok_or_else(|| "the TURN secret is empty".to_owned())
 }
@@ -375,21 +394,13 @@ impl Config {
         };
         let stun = urls(&self.ice_servers, false)?;
         let turn = urls(&self.turn_urls, true)?;
-        let secret = match (&self.turn_secret, &self.turn_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Ice(
-                    "give the TURN secret once: --turn-secret or --turn-secret-file".to_owned(),
-                ));
-            }
-            (Some(secret), None) => Some(secret.clone()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    ConfigError::Ice(format!("reading {}: {error}", path.display()))
-                })?;
-                Some(parse_turn_secret(&text).map_err(ConfigError::Ice)?)
-            }
-            (None, None) => None,
-        };
+        let secret = flag_or_file(
+            &self.turn_secret,
+            self.turn_secret_file.as_deref(),
+            "give the TURN secret once: --turn-secret or --turn-secret-file",
+            parse_turn_secret,
+        )
+        .map_err(ConfigError::Ice)?;
         let fixed = match (&self.turn_username, &self.turn_password) {
             (Some(username), Some(password)) => Some((username.clone(), password.clone())),
             (None, None) => None,
@@ -466,21 +477,13 @@ impl Config {
         let base_url = reqwest::Url::parse(url.trim()).map_err(|error| {
             ConfigError::Luna(format!("--luna-url {url:?} is not a URL: {error}"))
         })?;
-        let api_key = match (&self.luna_api_key, &self.luna_api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Luna(
-                    "give the API key once: --luna-api-key or --luna-api-key-file".to_owned(),
-                ));
-            }
-            (Some(key), None) => Some(key.clone()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    ConfigError::Luna(format!("reading {}: {error}", path.display()))
-                })?;
-                Some(parse_api_key(&text).map_err(ConfigError::Luna)?)
-            }
-            (None, None) => None,
-        };
+        let api_key = flag_or_file(
+            &self.luna_api_key,
+            self.luna_api_key_file.as_deref(),
+            "give the API key once: --luna-api-key or --luna-api-key-file",
+            parse_api_key,
+        )
+        .map_err(ConfigError::Luna)?;
         Ok(Some(LunaConfig {
             base_url,
             model: model.to_owned(),

@@ -991,23 +991,35 @@ async fn a_group_room_is_full_at_its_configured_capacity() {
     assert_error(&refused, "room-full");
 }
 
-#[tokio::test]
-async fn a_pair_room_falls_back_to_the_media_relay_unless_the_operator_forbids_it() {
-    // By default the pair whose direct path failed gets an answer from the relay.
-    let server = Server::start().await;
-    let mut ann = server.client().await;
-    ann.enter(ROOM, ANN, "Ann").await;
+/// A str0m participant that publishes audio and video (or nothing), with its first offer.
+fn synthetic_participant(
+    publish: bool,
+) -> (
+    natter_loadgen::Participant,
+    String,
+    Vec<natter_proto::signaling::PublishedTrack>,
+) {
     let now = Instant::now();
     let mut participant = natter_loadgen::Participant::new(
         now,
         now,
         "127.0.0.1:40000".parse().unwrap(),
         natter_loadgen::Publish {
-            audio: false,
-            video: false,
+            audio: publish,
+            video: publish,
         },
     );
     let (sdp, tracks) = participant.take_offer().unwrap();
+    (participant, sdp, tracks)
+}
+
+#[tokio::test]
+async fn a_pair_room_falls_back_to_the_media_relay_unless_the_operator_forbids_it() {
+    // By default the pair whose direct path failed gets an answer from the relay.
+    let server = Server::start().await;
+    let mut ann = server.client().await;
+    ann.enter(ROOM, ANN, "Ann").await;
+    let (_participant, sdp, tracks) = synthetic_participant(false);
     ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
         .await;
     let answer = ann.recv().await;
@@ -1113,17 +1125,7 @@ async fn a_real_offer_is_answered_with_the_sfus_candidates_and_its_tracks() {
     let server = Server::start().await;
     let mut ann = server.client().await;
     join_group(&mut ann, ANN, "Ann").await;
-    let now = Instant::now();
-    let mut participant = natter_loadgen::Participant::new(
-        now,
-        now,
-        "127.0.0.1:40000".parse().unwrap(),
-        natter_loadgen::Publish {
-            audio: true,
-            video: true,
-        },
-    );
-    let (sdp, tracks) = participant.take_offer().unwrap();
+    let (mut participant, sdp, tracks) = synthetic_participant(true);
     ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
         .await;
     let answer = ann.recv().await;

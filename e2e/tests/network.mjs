@@ -1,0 +1,223 @@
+// @ts-check
+// Network helpers for the TURN and firewall tests: a real coturn, TURN REST credentials, a bare
+// STUN ping and an nftables packet filter. Everything here changes the machine's network, so
+// use it only inside ../shared/netns-run (a private network namespace), as scripts/test does.
+
+import { execFile, spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Peers a relay must never reach: coturn would otherwise forward to the machine's own services. */
+const DENIED_V4 = [
+  '0.0.0.0-0.255.255.255',
+  '10.0.0.0-10.255.255.255',
+  '127.0.0.0-127.255.255.255',
+  '169.254.0.0-169.254.255.255',
+  '172.16.0.0-172.31.255.255',
+  '192.168.0.0-192.168.255.255',
+];
+const DENIED_PEERS = [
+  ...DENIED_V4,
+  // The same ranges written as IPv4-mapped IPv6, which a dual-stack socket would reach as IPv4.
+  ...DENIED_V4.map((range) => range.split('-').map((ip) => `::ffff:${ip}`).join('-')),
+  '::1',
+  'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // unique local
+  'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // link local
+  // 198.18.0.0/15 stays allowed: the tests' browsers live there.
+];
+
+/**
+ * Starts coturn with TURN REST authentication (`use-auth-secret`) and resolves once it answers
+ * STUN over UDP and accepts TCP.
+ * @param {{ secret: string, listenIp?: string, port?: number, minPort?: number, maxPort?: number }} options
+ */
+export async function startCoturn({ secret, listenIp = '198.18.0.1', port = 3478, minPort = 40000, maxPort = 40999 }) {
+  const dir = mkdtempSync(join(tmpdir(), 'natter-coturn-'));
+  const config = join(dir, 'turnserver.conf');
+  writeFileSync(config, [
+    'use-auth-secret',
+    `static-auth-secret=${secret}`,
+    'realm=natter.test',
+    `listening-ip=${listenIp}`,
+    `relay-ip=${listenIp}`,
+    `listening-port=${port}`,
+    `min-port=${minPort}`,
+    `max-port=${maxPort}`,
+    'no-tls',
+    'no-dtls',
+    'no-cli',
+    'fingerprint',
+    'no-multicast-peers',
+    ...DENIED_PEERS.map((range) => `denied-peer-ip=${range}`),
+    `pidfile=${join(dir, 'turnserver.pid')}`,
+    // coturn opens an SQLite user database even when only the shared secret is used: keep it
+    // out of /var/lib/turn.
+    `userdb=${join(dir, 'turndb')}`,
+    'log-file=stdout', // one copy of every line, on the pipe below
+    'simple-log',
+    'verbose', // one line per allocation and refusal, with the user name: tests read them
+    '',
+  ].join('\n'));
+  const child = spawn('turnserver', ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (chunk) => (log += chunk));
+  child.stderr.on('data', (chunk) => (log += chunk));
+  if (process.env.NATTER_SERVER_LOG) child.stdout.pipe(process.stderr);
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // coturn logs nothing when its listeners are up (unless verbose), so ask them instead.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await stop();
+      throw new Error(`turnserver exited with ${child.exitCode ?? child.signalCode}:\n${log}`);
+    }
+    if ((await stunBinding(listenIp, port, 200)) && (await tcpAccepts(listenIp, port))) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`turnserver did not answer on ${listenIp}:${port} within 10 s:\n${log}`);
+    }
+  }
+  const base = `turn:${listenIp}:${port}`;
+  return { urls: { udp: `${base}?transport=udp`, tcp: `${base}?transport=tcp` }, stop, log: () => log };
+}
+
+/** @param {string} host @param {number} port */
+function tcpAccepts(host, port) {
+  return new Promise((resolve) => {
+    const socket = connect(port, host, () => resolve(socket.destroy() && true));
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/**
+ * A TURN REST API credential (what a server hands out for coturn's `use-auth-secret`): the
+ * username is "<expiry in Unix seconds>:<peer>" and the password base64(HMAC-SHA1(secret, username)).
+ * A negative ttl gives an expired credential, a wrong secret a forged one.
+ * @param {string} secret @param {number} ttlSeconds
+ */
+export function turnCredential(secret, ttlSeconds, peer = 'peer-test-0000000001', now = Date.now()) {
+  const username = `${Math.floor(now / 1000) + ttlSeconds}:${peer}`;
+  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
+}
+
+/**
+ * Sends a STUN Binding request over UDP (RFC 8489: 20-byte header, magic cookie, random
+ * transaction id) and resolves whether a matching success response came back in time. The
+ * request is repeated every 100 ms, as STUN clients do, so one lost packet does not decide.
+ * @param {string} host @param {number} port @param {number} timeoutMs
+ * @returns {Promise<boolean>}
+ */
+export function stunBinding(host, port, timeoutMs) {
+  const id = randomBytes(12);
+  const request = Buffer.alloc(20);
+  request.writeUInt16BE(0x0001, 0); // Binding request; message length 0 (no attributes)
+  request.writeUInt32BE(0x2112a442, 4);
+  id.copy(request, 8);
+  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  return new Promise((resolve) => {
+    /** @param {boolean} answer */
+    const finish = (answer) => {
+      clearInterval(resend);
+      clearTimeout(timer);
+      socket.close();
+      resolve(answer);
+    };
+    socket.on('message', (message) => {
+      const matches = message.length >= 20 && message.readUInt16BE(0) === 0x0101 &&
+        message.readUInt32BE(4) === 0x2112a442 && message.subarray(8, 20).equals(id);
+      if (matches) finish(true);
+    });
+    // A send the kernel refuses counts as no answer (the timeout decides).
+    socket.on('error', () => {});
+    const send = () => socket.send(request, port, host, () => {});
+    const resend = setInterval(send, 100);
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    send();
+  });
+}
+
+/**
+ * An nftables filter that cuts the direct paths between processes in this namespace while
+ * leaving chosen ports (a media server's, coturn's listener and relay range) reachable.
+ *
+ * It drops in the `input` hook rather than `output`: every packet here is local and passes
+ * both, but a drop in `output` makes the sender's sendmsg() fail with EPERM, which no real
+ * network does; dropped in `input`, packets vanish silently as behind a firewall or NAT.
+ */
+export class PacketFilter {
+  static TABLE = 'natter_test';
+
+  /**
+   * Drops UDP packets whose source and destination ports are both outside `udpExceptPorts`
+   * (every UDP packet if `blockAllUdp`), and likewise TCP if `tcpExceptPorts` is given (an
+   * empty list leaves TCP alone). Ports are numbers or 'low-high' ranges. Replaces an earlier
+   * filter.
+   * @param {{ udpExceptPorts?: (number | string)[], tcpExceptPorts?: (number | string)[], blockAllUdp?: boolean }} rules
+   */
+  static async block({ udpExceptPorts = [], tcpExceptPorts = [], blockAllUdp = false }) {
+    /** @param {'udp' | 'tcp'} protocol @param {(number | string)[]} ports */
+    const rule = (protocol, ports) => {
+      const set = `{ ${ports.join(', ')} }`;
+      return `    ${protocol} sport != ${set} ${protocol} dport != ${set} drop`;
+    };
+    const rules = [];
+    if (blockAllUdp || udpExceptPorts.length === 0) rules.push('    meta l4proto udp drop');
+    else rules.push(rule('udp', udpExceptPorts));
+    if (tcpExceptPorts.length > 0) rules.push(rule('tcp', tcpExceptPorts));
+    // "add table" then "delete table" makes the delete safe when no table exists yet; the
+    // whole script is applied atomically.
+    await nft([
+      `add table inet ${PacketFilter.TABLE}`,
+      `delete table inet ${PacketFilter.TABLE}`,
+      `table inet ${PacketFilter.TABLE} {`,
+      '  chain input {',
+      '    type filter hook input priority 0; policy accept;',
+      ...rules,
+      '  }',
+      '}',
+      '',
+    ].join('\n'));
+    return new PacketFilter();
+  }
+
+  /** Removes the filter (again: nothing happens). */
+  async remove() {
+    await nft(`add table inet ${PacketFilter.TABLE}\ndelete table inet ${PacketFilter.TABLE}\n`);
+  }
+}
+
+/** @param {string} script */
+async function nft(script) {
+  const child = execFile('nft', ['-f', '-']);
+  const done = new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(undefined) : reject(new Error(`nft failed: ${stderr}\n${script}`))));
+  });
+  child.stdin?.end(script);
+  await done;
+}
+
+/**
+ * Sets the range the kernel picks ephemeral ports from (Chromium's ICE sockets, node's, the
+ * media server's `--rtc-port 0`), so none can land in coturn's relay range and slip through a
+ * PacketFilter that lets that range pass. The setting belongs to the network namespace, so
+ * inside netns-run this leaves the machine's own range alone.
+ * @param {number} low @param {number} high
+ */
+export async function setEphemeralPorts(low, high) {
+  await writeFile('/proc/sys/net/ipv4/ip_local_port_range', `${low} ${high}\n`);
+}

@@ -247,6 +247,39 @@ describe('the direct path blocked', () => {
     }
   });
 
+  test('with TURN unreachable too, the pair retries through TURN alone, then uses the server relay', async (t) => {
+    const httpPort = 47_180;
+    const server = await startServer({ listen: `127.0.0.1:${httpPort}`, args: withTurn() });
+    // Only the web server and the media relay get through: coturn, over UDP and TCP, is as
+    // blocked as the direct path.
+    const filter = await PacketFilter.block({ udpExceptPorts: [RTC_PORT], tcpExceptPorts: [httpPort, RTC_PORT] });
+    try {
+      const { ann, link } = await createRoom({ server, browser }, { initScript: callTestPage });
+      const { bob, ms } = await bobJoins(server, link, THROUGH_SERVER);
+      t.diagnostic(`direct and TURN blocked → ${THROUGH_SERVER}: ${ms.toFixed(0)} ms`);
+      await expectStatus(ann.page, THROUGH_SERVER, 15_000);
+      // Before giving up, a side retried with TURN alone: its pair connection ended relay-only.
+      const retried = await Promise.all(
+        [ann.page, bob.page].map((page) =>
+          page.evaluate(() =>
+            /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).natterTestConnections).some(
+              (pc) => pc.getConfiguration().iceTransportPolicy === 'relay',
+            ),
+          ),
+        ),
+      );
+      assert.ok(retried.includes(true), 'one side restarted ICE with TURN alone');
+      await send(bob.page, 'neither direct nor TURN');
+      await expectMessage(ann.page, 'neither direct nor TURN');
+      assert.deepEqual([...ann.problems, ...bob.problems], []);
+      await ann.context.close();
+      await bob.context.close();
+    } finally {
+      await filter.remove();
+      await server.stop();
+    }
+  });
+
   test('a server that forbids the relay for pair rooms says why nobody connects', async () => {
     const server = await startServer({ args: ['--rtc-port', String(RTC_PORT), '--pair-server-relay', 'false'] });
     const filter = await blockDirectPath();

@@ -69,14 +69,27 @@ export async function startCoturn({ secret, listenIp = '198.18.0.1', port = 3478
   child.stdout.on('data', (chunk) => (log += chunk));
   child.stderr.on('data', (chunk) => (log += chunk));
   if (process.env.NATTER_SERVER_LOG) child.stdout.pipe(process.stderr);
+  // A test file that crashes would otherwise leave coturn holding the port for the next one.
+  const killOnExit = () => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', killOnExit);
   const stop = async () => {
+    process.off('exit', killOnExit);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       await once(child, 'exit');
     }
     rmSync(dir, { recursive: true, force: true });
   };
-  // coturn logs nothing when its listeners are up (unless verbose), so ask them instead.
+  try {
+    await once(child, 'spawn'); // rejects with ENOENT when coturn is not installed
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error('cannot run turnserver (apt-get install coturn)', { cause: error });
+  }
+  // Ask the listeners themselves rather than wait for log lines, which depend on the log level.
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -167,15 +180,15 @@ export class PacketFilter {
    * @param {{ udpExceptPorts?: (number | string)[], tcpExceptPorts?: (number | string)[], blockAllUdp?: boolean }} rules
    */
   static async block({ udpExceptPorts = [], tcpExceptPorts = [], blockAllUdp = false }) {
+    // Let the chosen ports pass, then drop the rest. Written as accepts rather than one
+    // "sport != X dport != X drop": nft 1.0.6 merges two adjacent port comparisons into one
+    // 4-byte compare, which for != means "either differs" and dropped packets to port X too.
     /** @param {'udp' | 'tcp'} protocol @param {(number | string)[]} ports */
-    const rule = (protocol, ports) => {
+    const rules = (protocol, ports) => {
       const set = `{ ${ports.join(', ')} }`;
-      return `    ${protocol} sport != ${set} ${protocol} dport != ${set} drop`;
+      const open = ports.length ? [`${protocol} sport ${set} accept`, `${protocol} dport ${set} accept`] : [];
+      return [...open, `meta l4proto ${protocol} drop`].map((rule) => `    ${rule}`);
     };
-    const rules = [];
-    if (blockAllUdp || udpExceptPorts.length === 0) rules.push('    meta l4proto udp drop');
-    else rules.push(rule('udp', udpExceptPorts));
-    if (tcpExceptPorts.length > 0) rules.push(rule('tcp', tcpExceptPorts));
     // "add table" then "delete table" makes the delete safe when no table exists yet; the
     // whole script is applied atomically.
     await nft([
@@ -184,7 +197,8 @@ export class PacketFilter {
       `table inet ${PacketFilter.TABLE} {`,
       '  chain input {',
       '    type filter hook input priority 0; policy accept;',
-      ...rules,
+      ...rules('udp', blockAllUdp ? [] : udpExceptPorts),
+      ...(tcpExceptPorts.length ? rules('tcp', tcpExceptPorts) : []),
       '  }',
       '}',
       '',

@@ -129,6 +129,8 @@ export async function runChecks({ url, report }) {
  */
 function joinAlone(url) {
   return new Promise((resolve) => {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
     /** @type {((message: protocol.ServerMessage) => void) | null} */
     let onSfu = null;
     const signaling = new Signaling(
@@ -140,19 +142,26 @@ function joinAlone(url) {
       },
       {
         onState: (state, detail) => {
-          if (state === 'retrying' || state === 'stopped') {
+          // Before the welcome, a closed socket or a refusal is the answer; after it, the
+          // signaling's own reconnecting carries on under the checks.
+          if (timer !== undefined && (state === 'retrying' || state === 'stopped')) {
+            clearTimeout(timer);
+            timer = undefined;
             signaling.stop();
             resolve({ welcome: null, detail: detail?.error ?? (state === 'retrying' ? 'no answer' : 'refused') });
           }
         },
         onMessage: (message) => {
-          if (message.type === 'welcome') resolve({ welcome: message, signaling, listen: (handler) => (onSfu = handler) });
-          else onSfu?.(message);
+          if (message.type === 'welcome') {
+            clearTimeout(timer);
+            timer = undefined;
+            resolve({ welcome: message, signaling, listen: (handler) => (onSfu = handler) });
+          } else onSfu?.(message);
         },
       },
     );
     signaling.start();
-    setTimeout(() => {
+    timer = setTimeout(() => {
       signaling.stop();
       resolve({ welcome: null, detail: 'no answer within 30 s' });
     }, 30_000);

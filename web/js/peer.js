@@ -184,7 +184,12 @@ export class PeerLink {
     this.#attemptTimer = undefined;
     if (this.#attempt === 'all' && this.hasTurn) {
       this.#attempt = 'turn';
-      pc.setConfiguration({ ...pc.getConfiguration(), iceTransportPolicy: 'relay' });
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceTransportPolicy: 'relay' });
+      } catch (error) {
+        // Still worth the restart: TURN's candidates are among the ones gathered again.
+        console.warn('natter: could not limit the retry to TURN', error);
+      }
       pc.restartIce();
       this.#startAttempt();
       return;

@@ -280,6 +280,32 @@ describe('the direct path blocked', () => {
     }
   });
 
+  test('after a server restart the pair comes back through the server relay and chats on', async () => {
+    const listen = '127.0.0.1:47181';
+    let server = await startServer({ listen, args: ['--rtc-port', String(RTC_PORT)] });
+    const filter = await blockDirectPath();
+    try {
+      const { ann, link } = await createRoom({ server, browser });
+      const { bob } = await bobJoins(server, link, THROUGH_SERVER);
+      await expectStatus(ann.page, THROUGH_SERVER, 15_000);
+      await server.stop();
+      // The relay went with the server: nobody is connected until it is back.
+      await expectStatus(ann.page, /^(Server unreachable — retrying…|Connecting…)$/, 15_000);
+      server = await startServer({ listen, args: ['--rtc-port', String(RTC_PORT)] });
+      await expectStatus(ann.page, THROUGH_SERVER, 30_000);
+      await expectStatus(bob.page, THROUGH_SERVER, 30_000);
+      await send(bob.page, 'back after the restart');
+      await expectMessage(ann.page, 'back after the restart');
+      await send(ann.page, 'me too');
+      await expectMessage(bob.page, 'me too');
+      await ann.context.close();
+      await bob.context.close();
+    } finally {
+      await filter.remove();
+      await server.stop();
+    }
+  });
+
   test('a server that forbids the relay for pair rooms says why nobody connects', async () => {
     const server = await startServer({ args: ['--rtc-port', String(RTC_PORT), '--pair-server-relay', 'false'] });
     const filter = await blockDirectPath();

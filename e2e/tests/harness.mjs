@@ -139,7 +139,7 @@ export async function newPerson(browser, baseUrl) {
 }
 
 /** @param {import('playwright-core').Page} page */
-export const statusOf = (page) => page.getByRole('status', { name: 'Connection' });
+export const statusOf = (page) => page.getByRole('status', { name: 'Connection', exact: true });
 
 /**
  * Registers before/after hooks that start one server and one browser for a test file.

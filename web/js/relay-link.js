@@ -45,16 +45,18 @@ export class RelayLink {
           if (open) {
             // Whoever is there already answers; whoever comes later says hello in turn.
             this.sfu.sendData(protocol.relayHello(false), this.remoteId);
-          } else if (this.#heard) {
-            this.#heard = false;
-            handlers.onChannelState(false);
-            handlers.onFilesChannel(null);
-          }
+          } else this.#lose();
         },
         onData: (from, message) => {
           if (this.#closed || from !== this.remoteId) return;
           if (message.type === 'relay-hello') {
-            if (!message.reply) this.sfu.sendData(protocol.relayHello(true), this.remoteId);
+            if (!message.reply) {
+              this.sfu.sendData(protocol.relayHello(true), this.remoteId);
+              // The other side connected again (its signaling dropped, which ends its relay
+              // connection): what was sent to it meanwhile was dropped, so start over as after
+              // a reconnect: unacknowledged messages go again, transfers are offered again.
+              if (this.#heard) this.#lose();
+            }
             this.#hear();
             return;
           }
@@ -72,6 +74,20 @@ export class RelayLink {
         },
       },
     );
+    // The files channel may open after the other person was heard from.
+    this.sfu.files.addEventListener('open', () => this.#heard && this.#offerFiles());
+  }
+
+  #offerFiles() {
+    this.handlers.onFilesChannel(this.sfu.filesChannelFor(this.remoteId));
+  }
+
+  /** The other person is not (or no longer) reachable through the relay. */
+  #lose() {
+    if (!this.#heard) return;
+    this.#heard = false;
+    this.handlers.onChannelState(false);
+    this.handlers.onFilesChannel(null);
   }
 
   /** The other person is reachable through the relay: open for chat and files. */
@@ -79,8 +95,12 @@ export class RelayLink {
     if (this.#heard || !this.#ownOpen) return;
     this.#heard = true;
     this.handlers.onChannelState(true);
-    if (this.sfu.files.readyState === 'open') this.handlers.onFilesChannel(this.sfu.filesChannelFor(this.remoteId));
-    else this.sfu.files.addEventListener('open', () => this.#heard && this.handlers.onFilesChannel(this.sfu.filesChannelFor(this.remoteId)), { once: true });
+    if (this.sfu.files.readyState === 'open') this.#offerFiles();
+  }
+
+  /** Closed by the page (replaced, or its relay connection ended with the server's). */
+  get closed() {
+    return this.#closed;
   }
 
   get channelOpen() {

@@ -359,7 +359,10 @@ async function main() {
    */
   const openRelay = (remoteId, tell) => {
     const previous = link;
-    if (tell && previous instanceof PeerLink) signaling.signal(remoteId, protocol.relayPayload(previous.conn));
+    if (tell) {
+      const conn = previous instanceof PeerLink ? previous.conn : protocol.newConnId();
+      signaling.signal(remoteId, protocol.relayPayload(conn));
+    }
     previous?.close();
     view.channelOpen = false;
     view.path = null;
@@ -440,6 +443,16 @@ async function main() {
           view.final = finalStatus(detail) ?? view.final;
           if (view.final) closeLink();
         }
+        if (state === 'retrying' && link instanceof RelayLink && view.channelOpen) {
+          // The server's relay ends with the signaling connection (the server removes it):
+          // nothing gets through until the welcome after reconnecting opens a new one.
+          link.close();
+          view.channelOpen = false;
+          view.path = null;
+          showTyping(false);
+          call.channelClosed();
+          files?.channelClosed('connection');
+        }
         render();
       },
       onMessage: (message) => {
@@ -462,8 +475,9 @@ async function main() {
               if (link instanceof PeerLink && link.remoteId === other.peer && link.connectionState !== 'closed') {
                 link.recover();
               } else if (link instanceof RelayLink && link.remoteId === other.peer) {
-                // The relay's side of the connection may be gone with the server: connect afresh.
-                openRelay(other.peer, false);
+                // Our side of the relay ended with the old signaling connection: connect afresh,
+                // and bring the other side along in case its relay connection ended too.
+                openRelay(other.peer, true);
               } else openLink(other.peer);
             }
             break;
@@ -493,7 +507,9 @@ async function main() {
             if (!payload) break;
             if (payload.relay) {
               // The other side could not reach us directly or through TURN: follow it to the relay.
-              if (!(link instanceof RelayLink && link.remoteId === message.from)) openRelay(message.from, false);
+              if (!(link instanceof RelayLink && link.remoteId === message.from && !link.closed)) {
+                openRelay(message.from, false);
+              }
               break;
             }
             // The newcomer offers first; the one who was waiting makes its link on the first signal.

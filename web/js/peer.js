@@ -261,6 +261,20 @@ export class PeerLink {
     return this.#pc.connectionState;
   }
 
+  /**
+   * Uses these ICE servers (a new welcome's, with a fresh TURN credential) from the next ICE
+   * restart on.
+   * @param {RTCIceServer[]} iceServers
+   */
+  useIceServers(iceServers) {
+    this.iceServers = iceServers;
+    try {
+      this.#pc.setConfiguration({ ...this.#pc.getConfiguration(), iceServers });
+    } catch (error) {
+      console.warn('natter: could not update the ICE servers', error);
+    }
+  }
+
   /** Restarts ICE if the connection is not healthy, e.g. after signaling came back. */
   recover() {
     const state = this.#pc.connectionState;

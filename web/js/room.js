@@ -473,6 +473,8 @@ async function main() {
               view.otherLeft = false;
               // Keep a link that still works (signaling dropped, the peer connection did not).
               if (link instanceof PeerLink && link.remoteId === other.peer && link.connectionState !== 'closed') {
+                // Fresh TURN credentials for any later ICE restart: the old ones expire.
+                link.useIceServers(iceServers);
                 link.recover();
               } else if (link instanceof RelayLink && link.remoteId === other.peer) {
                 // Our side of the relay ended with the old signaling connection: connect afresh,

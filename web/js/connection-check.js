@@ -9,6 +9,7 @@
 import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
 import { SfuLink } from './sfu-link.js';
+import { selectedCandidates } from './peer.js';
 
 /** @typedef {'running' | 'ok' | 'warn' | 'fail' | 'skipped'} Outcome */
 /** @typedef {{ id: string, label: string, outcome: Outcome, text: string, fix: string }} CheckResult */
@@ -113,7 +114,7 @@ export async function runChecks({ url, report }) {
   try {
     await checkStun(iceServers, set, running);
     await checkTurn(iceServers, set, running);
-    await checkRelay(iceServers, signaling, listen, set, running);
+    await checkRelay(signaling, listen, set, running);
     await checkCandidates(iceServers, set, running);
   } finally {
     signaling.stop();
@@ -213,10 +214,13 @@ async function checkTurn(iceServers, set, running) {
     });
     return;
   }
-  for (const url of urlsOf(turn).filter(isTurn)) {
+  const urls = urlsOf(turn).filter(isTurn);
+  for (const [index, url] of urls.entries()) {
     const transport = turnTransport(url);
-    const id = `turn-${transport.toLowerCase()}`;
-    const label = `TURN relay over ${transport}`;
+    const id = `turn-${index}`;
+    // Two URLs of one transport (TLS on 5349 and on 443) are told apart by their address.
+    const twin = urls.some((other) => other !== url && turnTransport(other) === transport);
+    const label = `TURN relay over ${transport}${twin ? ` (${url.replace(/^turns?:/, '').replace(/\?.*$/, '')})` : ''}`;
     running(id, label);
     const { types, errors } = await gather({
       iceServers: [{ urls: url, username: turn.username, credential: turn.credential }],
@@ -243,14 +247,14 @@ async function checkTurn(iceServers, set, running) {
 }
 
 /**
- * Connects to the server's media relay as a group room would and reports UDP or TCP.
- * @param {RTCIceServer[]} iceServers
+ * Connects to the server's media relay as a group room would and reports UDP or TCP. Without
+ * STUN or TURN: reaching the relay through TURN would hide whether UDP to it is blocked.
  * @param {Signaling} signaling
  * @param {(handler: (message: protocol.ServerMessage) => void) => void} listen the server's messages
  * @param {(result: CheckResult) => void} set
  * @param {(id: string, label: string) => void} running
  */
-async function checkRelay(iceServers, signaling, listen, set, running) {
+async function checkRelay(signaling, listen, set, running) {
   const label = 'Natter’s media relay (group rooms, and pair rooms that cannot connect directly)';
   running('relay', label);
   /** @type {SfuLink | null} */
@@ -258,7 +262,7 @@ async function checkRelay(iceServers, signaling, listen, set, running) {
   const transport = await new Promise((resolve) => {
     const timer = setTimeout(() => resolve(null), CONNECT_MS);
     link = new SfuLink(
-      { iceServers },
+      { iceServers: [] },
       {
         sendOffer: (sdp, tracks) => signaling.sfuOffer(sdp, tracks),
         onChannelState: (open) => {
@@ -307,16 +311,8 @@ async function checkRelay(iceServers, signaling, listen, set, running) {
  * @returns {Promise<string | null>}
  */
 async function selectedProtocol(pc) {
-  const stats = await pc.getStats();
-  /** @type {string | null} */
-  let found = null;
-  stats.forEach((report) => {
-    if (report.type !== 'transport' || !report.selectedCandidatePairId) return;
-    const pair = stats.get(report.selectedCandidatePairId);
-    const local = pair ? stats.get(pair.localCandidateId) : undefined;
-    if (local?.protocol) found = local.protocol;
-  });
-  return found;
+  const { local } = selectedCandidates(await pc.getStats());
+  return local?.protocol ?? null;
 }
 
 /**
@@ -349,11 +345,14 @@ async function checkCandidates(iceServers, set, running) {
 export function summary(results) {
   const by = new Map(results.map((result) => [result.id, result.outcome]));
   if (by.get('server') === 'fail') return 'Natter cannot work on this network: the server is unreachable.';
-  const turnOk = [...by].some(([id, outcome]) => id.startsWith('turn-') && outcome === 'ok');
+  const turn = [...by].filter(([id]) => id.startsWith('turn-')).map(([, outcome]) => outcome);
+  const turnOk = turn.includes('ok');
   const relayOk = by.get('relay') === 'ok' || by.get('relay') === 'warn';
-  if (by.get('stun') === 'ok' && by.get('relay') === 'ok') return 'Everything works: direct connections should succeed from here.';
+  if (by.get('stun') === 'ok' && by.get('relay') === 'ok' && !turn.includes('fail')) {
+    return 'Everything works: direct connections should succeed from here.';
+  }
   if (turnOk || relayOk) {
     return 'Natter will work, though a direct connection may not: conversations will go through a relay.';
   }
-  return 'Only chat through the server may work here: neither TURN nor the media relay could be reached.';
+  return 'Natter is unlikely to connect here: neither a TURN relay nor the server’s media relay could be reached. Try another network.';
 }

@@ -174,6 +174,32 @@ export class PeerLink {
   }
 
   /**
+   * An offer that restarts ICE (new credentials) while this side still tries everything means the
+   * other side moved on to TURN alone: follow it without a restart of our own, which would throw
+   * away the checks its restart began.
+   * @param {RTCPeerConnection} pc @param {RTCSessionDescriptionInit} description the remote one just applied
+   */
+  #followRestart(pc, description) {
+    const ufrag = /^a=ice-ufrag:(\S+)/m.exec(description.sdp ?? '')?.[1] ?? null;
+    const restarted = this.#remoteUfrag !== null && ufrag !== null && ufrag !== this.#remoteUfrag;
+    this.#remoteUfrag = ufrag ?? this.#remoteUfrag;
+    if (description.type !== 'offer' || !restarted) return;
+    if (this.#attempt !== 'all' || !this.hasTurn || this.#everConnected) return;
+    this.#attempt = 'turn';
+    clearTimeout(this.#attemptTimer);
+    this.#attemptTimer = undefined;
+    try {
+      pc.setConfiguration({ ...pc.getConfiguration(), iceTransportPolicy: 'relay' });
+    } catch (error) {
+      console.warn('natter: could not limit the retry to TURN', error);
+    }
+  }
+
+  /** The other side's ICE user fragment in its last offer; a new one means it restarted ICE. */
+  /** @type {string | null} */
+  #remoteUfrag = null;
+
+  /**
    * The attempt under way failed or took too long: retry through TURN alone (an ICE restart
    * gathering only relay candidates), or, after that or without TURN, give up so the page can
    * use the server's relay.
@@ -199,26 +225,35 @@ export class PeerLink {
     this.handlers.onUnreachable?.();
   }
 
-  /** Tells the page whether the connection is direct or through TURN, from the chosen candidate pair. @param {RTCPeerConnection} pc */
-  async #reportPath(pc) {
+  /**
+   * Tells the page whether the connection is direct or through TURN, from the chosen candidate pair.
+   * @param {RTCPeerConnection} pc @param {number} [tries] looks left while the other end is unknown
+   */
+  async #reportPath(pc, tries = 10) {
+    let remoteUnknown = false;
     try {
-      const stats = await pc.getStats();
-      /** @type {string | undefined} */
-      let pairId;
-      stats.forEach((report) => {
-        if (report.type === 'transport' && report.selectedCandidatePairId) pairId = report.selectedCandidatePairId;
-      });
-      const pair = pairId ? stats.get(pairId) : undefined;
-      const local = pair ? stats.get(pair.localCandidateId) : undefined;
-      const remote = pair ? stats.get(pair.remoteCandidateId) : undefined;
-      if (pc !== this.#pc || !local) return;
-      const relayed = local.candidateType === 'relay' || remote?.candidateType === 'relay';
-      this.path = relayed ? 'turn' : 'direct';
-      this.handlers.onPath?.(this.path);
+      const { local, remote } = selectedCandidates(await pc.getStats());
+      if (pc !== this.#pc || pc.connectionState !== 'connected') return;
+      // The other side's relay address may first be known as "peer reflexive" (its checks
+      // arrived before its candidate did): the candidates it signalled tell.
+      const remoteRelay = remote && this.#remoteRelays.has(`${remote.address}:${remote.port}`);
+      // No pair in the stats (a browser that does not say): no sign of a relay either.
+      const relayed = local?.candidateType === 'relay' || remote?.candidateType === 'relay' || remoteRelay;
+      remoteUnknown = !relayed && remote?.candidateType === 'prflx';
+      const path = relayed ? 'turn' : 'direct';
+      if (path !== this.path) {
+        this.path = path;
+        this.handlers.onPath?.(path);
+      }
     } catch {
-      // A closed connection has no stats: nothing to report.
+      return; // a closed connection has no stats: nothing to report
     }
+    // Its candidate may still be on its way: look again shortly.
+    if (remoteUnknown && tries > 1) setTimeout(() => this.#reportPath(pc, tries - 1), 300);
   }
+
+  /** `address:port` of every relay candidate the other side signalled for this connection. */
+  #remoteRelays = new Set();
 
   /** @type {Path | null} */
   path = null;
@@ -237,6 +272,8 @@ export class PeerLink {
     this.#everConnected = false;
     this.#attempt = this.relayOnly ? 'turn' : 'all';
     this.path = null;
+    this.#remoteRelays = new Set();
+    this.#remoteUfrag = null;
     [this.#pc, this.#channel, this.#files] = this.#create();
     old.close();
     this.handlers.onChannelState(false);
@@ -255,6 +292,11 @@ export class PeerLink {
 
   get channelOpen() {
     return this.#channel.readyState === 'open';
+  }
+
+  /** The other side's connection id, once known. */
+  get remoteConn() {
+    return this.#remoteConn;
   }
 
   get connectionState() {
@@ -313,6 +355,7 @@ export class PeerLink {
         } finally {
           this.#settingRemoteAnswer = false;
         }
+        this.#followRestart(pc, description);
         // Both sides have spoken: from here a working path connects within moments.
         this.#startAttempt();
         if (description.type === 'offer') {
@@ -322,6 +365,9 @@ export class PeerLink {
         if (this.#restartSenders) this.#restartNegotiatedSenders(pc);
         if (description.type === 'answer') this.#restartSenders = false;
       } else if (candidate) {
+        // "candidate:<foundation> <component> <protocol> <priority> <address> <port> typ relay …"
+        const fields = candidate.candidate?.split(' ') ?? [];
+        if (fields[7] === 'relay') this.#remoteRelays.add(`${fields[4]}:${fields[5]}`);
         try {
           await pc.addIceCandidate(candidate);
         } catch (error) {
@@ -346,6 +392,28 @@ export class PeerLink {
     clearTimeout(this.#attemptTimer);
     this.#pc.close();
   }
+}
+
+/**
+ * The local and remote candidates of a connection's chosen pair, from its stats: the transport's
+ * `selectedCandidatePairId` (Chromium, Safari), else the succeeded pair marked `selected` or
+ * `nominated` (Firefox).
+ * @param {RTCStatsReport} stats
+ * @returns {{ local?: any, remote?: any }}
+ */
+export function selectedCandidates(stats) {
+  /** @type {any} */
+  let pair;
+  stats.forEach((report) => {
+    if (report.type === 'transport' && report.selectedCandidatePairId) pair ??= stats.get(report.selectedCandidatePairId);
+  });
+  if (!pair) {
+    stats.forEach((report) => {
+      if (report.type === 'candidate-pair' && report.state === 'succeeded' && (report.selected || report.nominated)) pair ??= report;
+    });
+  }
+  if (!pair) return {};
+  return { local: stats.get(pair.localCandidateId), remote: stats.get(pair.remoteCandidateId) };
 }
 
 /**

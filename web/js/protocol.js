@@ -268,7 +268,7 @@ export const ping = () => JSON.stringify({ type: 'ping' });
  *   | { type: 'welcome', room: string, peer: string, kind: string, capacity: number,
  *       peers: PeerInfo[], iceServers: IceServer[], resumed: boolean, maxFileBytes: number,
  *       owner: string | null, locked: boolean, ownerSecret: string | null, roomName: string | null,
- *       luna: LunaInfo | null }
+ *       luna: LunaInfo | null, pairRelay: boolean }
  *   | { type: 'challenge', token: string, difficulty: number }
  *   | { type: 'room-state', owner: string | null, locked: boolean, capacity: number, luna: boolean | null }
  *   | { type: 'luna', reply: string, question: string, text: string, done: boolean, failure: string | null }
@@ -354,6 +354,7 @@ export function parseServerMessage(text) {
           isObject(m.luna) && typeof m.luna.model === 'string' && typeof m.luna.host === 'string'
             ? { model: m.luna.model, host: m.luna.host, allowed: m.luna.allowed === true }
             : null,
+        pairRelay: m.pairRelay !== false,
       };
     case 'luna':
       return typeof m.reply === 'string' && typeof m.question === 'string' && typeof m.text === 'string'

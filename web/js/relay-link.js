@@ -20,6 +20,12 @@ import { SfuLink } from './sfu-link.js';
  * }} RelayLinkHandlers
  */
 
+/**
+ * At most one restart of the conversation per this long: each re-sends unacknowledged messages
+ * and re-offers transfers, which a peer repeating its hello could otherwise make it do nonstop.
+ */
+const RESET_EVERY_MS = 2_000;
+
 export class RelayLink {
   /** @type {import('./peer.js').Path} */
   path = 'server';
@@ -27,6 +33,8 @@ export class RelayLink {
   #heard = false;
   #ownOpen = false;
   #closed = false;
+  /** When a hello from the other side last started the conversation over. */
+  #lastReset = 0;
 
   /**
    * @param {{ remoteId: string, iceServers: RTCIceServer[], certificate?: RTCCertificate | null }} options
@@ -55,7 +63,10 @@ export class RelayLink {
               // The other side connected again (its signaling dropped, which ends its relay
               // connection): what was sent to it meanwhile was dropped, so start over as after
               // a reconnect: unacknowledged messages go again, transfers are offered again.
-              if (this.#heard) this.#lose();
+              if (this.#heard && Date.now() - this.#lastReset > RESET_EVERY_MS) {
+                this.#lastReset = Date.now();
+                this.#lose();
+              }
             }
             this.#hear();
             return;

@@ -51,6 +51,9 @@ const pathLine = element('connection-path');
 const relayOnlyBox = /** @type {HTMLInputElement} */ (element('relay-only'));
 const relayOnlyRow = element('relay-only-row');
 
+const RELAY_ONLY_UNAVAILABLE =
+  'This server has no TURN relay, so “Always connect through the relay” cannot hide your address here.';
+
 /** What each path means for the people in the room, in the status's second line. */
 const PATH_DETAIL = Object.freeze({
   direct: 'Direct connection: your browsers talk to each other; the server sees nothing.',
@@ -94,6 +97,8 @@ const luna = new LunaPanel({
  *   otherLeft: boolean,
  *   channelOpen: boolean,
  *   path: import('./peer.js').Path | null,
+ *   relayOnlyUnavailable: boolean,
+ *   blocked: boolean,
  *   tooLong: number,
  *   localName: string,
  *   unread: number,
@@ -107,6 +112,10 @@ const view = {
   channelOpen: false,
   // How the open channel reaches the other person.
   path: null,
+  // "Always connect through the relay" is on, but this server has no TURN to hide behind.
+  relayOnlyUnavailable: false,
+  // Direct and TURN failed and this server does not relay pair rooms: said until a path works.
+  blocked: false,
   // Characters over the limit in the composer, 0 when it fits.
   tooLong: 0,
   // This browser's own name for the room ("Rename room").
@@ -129,16 +138,18 @@ const callView = new CallView(call);
 function render() {
   let status;
   if (view.final) status = view.final;
-  else if (view.channelOpen) {
+  else if (view.channelOpen && view.path) {
     status = view.path === 'server' ? STATUS.connectedServer : view.path === 'turn' ? STATUS.connectedTurn : STATUS.connected;
-  }
+  } else if (view.channelOpen) status = STATUS.connecting; // the path is known a moment later
   else if (view.signaling === 'retrying') status = STATUS.unreachable;
+  else if (view.blocked && view.other) status = STATUS.relayRefused;
   else if (view.signaling === 'connecting' || view.other) status = STATUS.connecting;
   else if (view.otherLeft) status = STATUS.left;
   else status = STATUS.waiting;
   if (statusLine.textContent !== status) statusLine.textContent = status;
-  pathLine.textContent = view.channelOpen && view.path ? PATH_DETAIL[view.path] : '';
-  if (view.channelOpen && !everConnected) {
+  const cannotHide = view.path === 'direct' && view.relayOnlyUnavailable ? ` ${RELAY_ONLY_UNAVAILABLE}` : '';
+  pathLine.textContent = view.channelOpen && view.path ? `${PATH_DETAIL[view.path]}${cannotHide}` : '';
+  if (view.channelOpen && view.path && !everConnected) {
     everConnected = true;
     // Lets tests and curious people measure time from navigation to Connected.
     performance.mark('natter:connected');
@@ -302,8 +313,9 @@ async function main() {
   /** @type {PeerLink | RelayLink | null} */
   let link = null;
   /** The person asked that their address stay hidden: TURN only, never a direct path. */
+  /** Loaded before the first connection is made (signaling starts after it): see main's end. */
   let relayOnly = false;
-  getSetting('relay-only').then((on) => (relayOnly = relayOnlyBox.checked = on === true));
+  const relayOnlyLoading = getSetting('relay-only').then((on) => (relayOnly = relayOnlyBox.checked = on === true));
   /** @type {RTCIceServer[]} */
   let iceServers = [];
 
@@ -326,6 +338,7 @@ async function main() {
   const channelState = (created, open) => {
     if (link !== created) return;
     view.channelOpen = open;
+    if (open) view.blocked = false;
     view.path = open ? created.path : null;
     if (open) {
       chat?.channelOpened();
@@ -351,6 +364,22 @@ async function main() {
     else chat?.receive(message, { peerId: remoteId, name: view.other?.name ?? 'The other person' });
   };
 
+  /** Whether this server relays pair rooms whose other paths fail (welcome's `pairRelay`). */
+  let pairRelay = true;
+  /** The other side's connections this page gave up for the relay. @type {Set<string>} */
+  const abandonedConns = new Set();
+
+  /** Closes the current link before another replaces it; its own events are ignored from now on. */
+  const replaceLink = () => {
+    link?.close();
+    if (!view.channelOpen) return;
+    view.channelOpen = false;
+    view.path = null;
+    showTyping(false);
+    call.channelClosed();
+    files?.channelClosed('connection');
+  };
+
   /**
    * Moves the conversation to the server's relay: this side's direct and TURN attempts failed
    * (`tell`: the other side is told to follow), or the other side's did.
@@ -363,11 +392,9 @@ async function main() {
       const conn = previous instanceof PeerLink ? previous.conn : protocol.newConnId();
       signaling.signal(remoteId, protocol.relayPayload(conn));
     }
-    previous?.close();
-    view.channelOpen = false;
-    view.path = null;
-    call.channelClosed();
-    files?.channelClosed('connection');
+    // Late offers of the connection given up (a renegotiation in flight) must not pull us back.
+    if (previous instanceof PeerLink && previous.remoteConn) abandonedConns.add(previous.remoteConn);
+    replaceLink();
     /** @type {RelayLink} */
     const created = new RelayLink(
       { remoteId, iceServers, certificate },
@@ -392,7 +419,8 @@ async function main() {
 
   /** @param {string} remoteId */
   const openLink = (remoteId) => {
-    link?.close();
+    replaceLink();
+    view.blocked = false;
     const created = new PeerLink(
       { selfId: identity.peerId, remoteId, iceServers, certificate, relayOnly },
       {
@@ -408,7 +436,13 @@ async function main() {
           render();
         },
         onUnreachable: () => {
-          if (link === created) openRelay(remoteId, true);
+          if (link !== created) return;
+          if (pairRelay) openRelay(remoteId, true);
+          else {
+            // Nothing more to try here; the connection stays in case the network changes.
+            view.blocked = true;
+            render();
+          }
         },
       },
     );
@@ -462,8 +496,10 @@ async function main() {
           case 'welcome': {
             me.peer = message.peer;
             iceServers = message.iceServers;
+            pairRelay = message.pairRelay;
             // Hiding one's address needs a TURN server to hide behind.
             relayOnlyRow.hidden = !iceServers.some((server) => [server.urls].flat().some((u) => /^turns?:/.test(u)));
+            view.relayOnlyUnavailable = relayOnly && relayOnlyRow.hidden;
             maxFileBytes = message.maxFileBytes;
             if (files) files.maxFileBytes = maxFileBytes;
             const other = message.peers[0] ?? null;
@@ -508,7 +544,9 @@ async function main() {
             const payload = protocol.parseSignalPayload(message.payload);
             if (!payload) break;
             if (payload.relay) {
-              // The other side could not reach us directly or through TURN: follow it to the relay.
+              // The other side could not reach us directly or through TURN: follow it to the relay
+              // (unless this server does not relay pair rooms: then the other side is told no).
+              if (!pairRelay) break;
               if (!(link instanceof RelayLink && link.remoteId === message.from && !link.closed)) {
                 openRelay(message.from, false);
               }
@@ -517,7 +555,8 @@ async function main() {
             // The newcomer offers first; the one who was waiting makes its link on the first signal.
             // An offer while on the relay means the other side started over: try directly again.
             const current = link instanceof PeerLink && link.remoteId === message.from ? link : null;
-            if (!current && payload.description?.type !== 'offer' && link instanceof RelayLink) break;
+            const restart = payload.description?.type === 'offer' && !abandonedConns.has(payload.conn);
+            if (!current && link instanceof RelayLink && !restart) break;
             (current ?? openLink(message.from)).handleSignal(message.payload);
             break;
           }
@@ -531,10 +570,10 @@ async function main() {
             if (message.code === 'invalid-name') nameError.textContent = 'The server refused that name.';
             if (message.code === 'bad-offer' && link instanceof RelayLink) link.handleRefusal();
             if (message.code === 'not-group-room' && link instanceof RelayLink) {
-              link.close();
-              link = null;
-              currentLink = null;
-              view.final = STATUS.relayRefused;
+              // The welcome said otherwise (an older server?): stay with the direct attempts.
+              pairRelay = false;
+              if (view.other) openLink(view.other.peer);
+              view.blocked = true;
             }
             break;
         }
@@ -647,6 +686,8 @@ async function main() {
   });
 
   render();
+  // The first connection must already know whether to hide this person's address.
+  await relayOnlyLoading;
   signaling.start();
   identity = await identityLoading;
   me.name = identity.name;

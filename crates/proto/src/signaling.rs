@@ -275,6 +275,19 @@ pub struct PeerInfo {
     pub name: DisplayName,
 }
 
+/// The default of a permission that is sent only when withheld.
+fn allowed() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_allowed(value: &bool) -> bool {
+    *value
+}
+
 /// An ICE server entry in the shape of WebRTC's `RTCIceServer`, handed to the browser as-is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
@@ -338,6 +351,14 @@ pub enum ServerMessage {
         /// The assistant, if this server has one. (Boxed: it would make every message larger.)
         #[serde(default, skip_serializing_if = "Option::is_none")]
         luna: Option<Box<LunaInfo>>,
+        /// False (and only then present) in a pair room on a server that does not relay pair
+        /// rooms whose direct and TURN paths fail (`--pair-server-relay false`).
+        #[serde(
+            default = "allowed",
+            rename = "pairRelay",
+            skip_serializing_if = "is_allowed"
+        )]
+        pair_relay: bool,
     },
     /// A proof-of-work challenge to solve before `join` or `join-named`. Sent after `hello` and
     /// after every refused join; each token works once and expires after a minute.

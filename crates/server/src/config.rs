@@ -76,13 +76,9 @@ pub struct Config {
     pub turn_username: Option<String>,
 
     /// The fixed TURN password that goes with --turn-username.
-    #[arg(
-        long,
-        env = "NATTER_TURN_PASSWORD",
-        hide_env_values = true,
-        value_name = "PASSWORD"
-    )]
-    pub turn_password: Option<String>,
+    #[arg(long, env = "NATTER_TURN_PASSWORD", hide_env_values = true, value_name = "PASSWORD",
+          value_parser = parse_turn_password)]
+    pub turn_password: Option<TurnSecret>,
 
     /// Whether pair rooms whose direct and TURN paths both fail may fall back to relaying
     /// through this server's media relay (it then forwards their chat, files and calls, as in
@@ -293,6 +289,10 @@ fn parse_turn_secret(text: &str) -> Result<TurnSecret, String> {
     TurnSecret::new(text).ok_or_else(|| "the TURN secret is empty".to_owned())
 }
 
+fn parse_turn_password(text: &str) -> Result<TurnSecret, String> {
+    TurnSecret::new(text).ok_or_else(|| "the TURN password is empty".to_owned())
+}
+
 fn parse_api_key(text: &str) -> Result<ApiKey, String> {
     let key = text.trim();
     if key.is_empty() {
@@ -433,7 +433,8 @@ impl Config {
             (true, true) => Err(ConfigError::Ice(
                 "TURN credentials are configured but no --turn-url".to_owned(),
             )),
-            _ => Ok(IceConfig { stun, turn, auth }),
+            _ => IceConfig::new(stun, turn, auth)
+                .map_err(|error| ConfigError::Ice(error.to_string())),
         }
     }
 
@@ -823,10 +824,20 @@ mod tests {
         let secret = TurnSecret::new("from-a-file").expect("secret");
         assert_eq!(
             servers[0].credential.as_deref(),
-            Some(ice::turn_password(&secret, "86400:peer-ann-0000000001").as_str())
+            Some(
+                ice::turn_password(&secret, &format!("86400:{}", from_file.peer_tag(&peer)))
+                    .as_str()
+            )
         );
         std::fs::remove_file(&path).ok();
-        let flagged = Config::parse_from(["natter", "--turn-secret", "on-the-command-line"]);
+        let flagged = Config::parse_from([
+            "natter",
+            "--turn-secret",
+            "on-the-command-line",
+            "--turn-password",
+            "fixed-password",
+        ]);
+        assert!(!format!("{flagged:?}").contains("fixed-password"));
         assert!(!format!("{flagged:?}").contains("on-the-command-line"));
     }
 

@@ -3,10 +3,15 @@
 //! ones.
 //!
 //! With a shared secret, each welcome carries a credential of its own: the user name is
-//! `<expiry>:<peer id>` (expiry in Unix seconds) and the password is the base64 of
+//! `<expiry>:<tag>` (expiry in Unix seconds) and the password is the base64 of
 //! HMAC-SHA1(secret, user name). coturn recomputes the password from the name and refuses it
 //! once the expiry has passed, so the secret never leaves this process and a leaked credential
 //! dies by itself.
+//!
+//! The tag stands for the person: a keyed hash of their peer id, the same for them throughout
+//! this server's run (the TURN server's logs and quotas can tell people apart) but not the peer
+//! id itself. A peer id lets its holder take over that person's place in a room, and a `turn:`
+//! user name travels in clear text and lands in the TURN server's logs.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,6 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use natter_proto::PeerId;
 use natter_proto::signaling::IceServer;
+
+use crate::secrets::{self, RandomUnavailable};
 
 /// The secret shared with the TURN server (coturn's `static-auth-secret`). Never printed.
 #[derive(Clone)]
@@ -51,13 +58,13 @@ pub enum TurnAuth {
     Static {
         /// The user name.
         username: String,
-        /// The password.
-        password: String,
+        /// The password (kept out of `Debug` output like a secret, though browsers get it).
+        password: TurnSecret,
     },
 }
 
 /// Every ICE server a browser gets.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct IceConfig {
     /// `stun:` URLs, handed out as they are.
     pub stun: Vec<String>,
@@ -65,9 +72,42 @@ pub struct IceConfig {
     pub turn: Vec<String>,
     /// How TURN authenticates; `None` only when there are no TURN URLs.
     pub auth: Option<TurnAuth>,
+    /// Turns peer ids into the tags in TURN user names; drawn at start-up.
+    tagger: PeerTagger,
+}
+
+/// The key of the tags that stand for peer ids in TURN user names.
+#[derive(Clone)]
+struct PeerTagger(hmac::Key);
+
+impl fmt::Debug for PeerTagger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerTagger(hidden)")
+    }
 }
 
 impl IceConfig {
+    /// The servers as configured, with a fresh key for the peer tags.
+    pub fn new(
+        stun: Vec<String>,
+        turn: Vec<String>,
+        auth: Option<TurnAuth>,
+    ) -> Result<Self, RandomUnavailable> {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &secrets::random_bytes::<32>()?);
+        Ok(Self {
+            stun,
+            turn,
+            auth,
+            tagger: PeerTagger(key),
+        })
+    }
+
+    /// The tag that stands for `peer` in its TURN user names: 16 URL-safe characters.
+    pub fn peer_tag(&self, peer: &PeerId) -> String {
+        let digest = hmac::sign(&self.tagger.0, peer.as_str().as_bytes());
+        secrets::base64url(&digest.as_ref()[..12])
+    }
+
     /// True when browsers get a TURN server.
     pub fn has_turn(&self) -> bool {
         !self.turn.is_empty() && self.auth.is_some()
@@ -87,11 +127,12 @@ impl IceConfig {
         if let (false, Some(auth)) = (self.turn.is_empty(), &self.auth) {
             let (username, credential) = match auth {
                 TurnAuth::Secret { secret, ttl } => {
-                    let username = format!("{}:{}", now.saturating_add(ttl.as_secs()), peer);
+                    let expiry = now.saturating_add(ttl.as_secs());
+                    let username = format!("{expiry}:{}", self.peer_tag(peer));
                     let credential = turn_password(secret, &username);
                     (username, credential)
                 }
-                TurnAuth::Static { username, password } => (username.clone(), password.clone()),
+                TurnAuth::Static { username, password } => (username.clone(), password.0.clone()),
             };
             servers.push(IceServer {
                 urls: self.turn.clone(),
@@ -157,32 +198,48 @@ mod tests {
 
     #[test]
     fn a_secret_mints_an_expiring_credential_per_peer() {
-        let config = IceConfig {
-            stun: vec!["stun:turn.example.org:3478".to_owned()],
-            turn: vec![
+        let config = IceConfig::new(
+            vec!["stun:turn.example.org:3478".to_owned()],
+            vec![
                 "turn:turn.example.org:3478".to_owned(),
                 "turns:turn.example.org:5349?transport=tcp".to_owned(),
             ],
-            auth: Some(TurnAuth::Secret {
+            Some(TurnAuth::Secret {
                 secret: TurnSecret::new("s3cret").expect("a secret"),
                 ttl: Duration::from_secs(600),
             }),
-        };
-        let servers = config.for_peer(&peer("peer-ann-0000000001"), 1_000);
+        )
+        .expect("randomness");
+        let ann = peer("peer-ann-0000000001");
+        let servers = config.for_peer(&ann, 1_000);
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[0].urls, ["stun:turn.example.org:3478"]);
         assert!(servers[0].username.is_none());
         let turn = &servers[1];
         assert_eq!(turn.urls.len(), 2);
-        assert_eq!(turn.username.as_deref(), Some("1600:peer-ann-0000000001"));
+        // "<expiry>:<tag>": the tag is the person's, the same on every join, not the peer id.
+        let username = turn.username.as_deref().expect("a user name");
+        let tag = config.peer_tag(&ann);
+        assert_eq!(username, format!("1600:{tag}"));
+        assert_eq!(tag.len(), 16);
+        assert!(!username.contains(ann.as_str()));
+        assert_eq!(
+            config.for_peer(&ann, 2_000)[1].username,
+            Some(format!("2600:{tag}"))
+        );
         let secret = TurnSecret::new("s3cret").expect("a secret");
         assert_eq!(
             turn.credential.as_deref(),
-            Some(turn_password(&secret, "1600:peer-ann-0000000001").as_str())
+            Some(turn_password(&secret, username).as_str())
         );
         // Another peer, another credential; the secret itself is nowhere.
         let other = config.for_peer(&peer("peer-bob-0000000002"), 1_000);
+        assert_ne!(other[1].username, turn.username);
         assert_ne!(other[1].credential, turn.credential);
+        // Another server run, another key: tags cannot be matched across runs.
+        let restarted = IceConfig::new(Vec::new(), config.turn.clone(), config.auth.clone())
+            .expect("randomness");
+        assert_ne!(restarted.peer_tag(&ann), tag);
         let json = serde_json::to_string(&servers).expect("serialises");
         assert!(!json.contains("s3cret"), "{json}");
         assert!(!format!("{config:?}").contains("s3cret"));
@@ -190,23 +247,23 @@ mod tests {
 
     #[test]
     fn static_credentials_and_stun_only() {
-        let stun_only = IceConfig {
-            stun: vec!["stun:stun.example.org".to_owned()],
-            ..IceConfig::default()
-        };
+        let stun_only = IceConfig::new(vec!["stun:stun.example.org".to_owned()], Vec::new(), None)
+            .expect("randomness");
         assert!(!stun_only.has_turn());
         assert_eq!(stun_only.for_peer(&peer("peer-ann-0000000001"), 5).len(), 1);
-        let fixed = IceConfig {
-            stun: Vec::new(),
-            turn: vec!["turn:relay.example.org".to_owned()],
-            auth: Some(TurnAuth::Static {
+        let fixed = IceConfig::new(
+            Vec::new(),
+            vec!["turn:relay.example.org".to_owned()],
+            Some(TurnAuth::Static {
                 username: "natter".to_owned(),
-                password: "pw".to_owned(),
+                password: TurnSecret::new("pw").expect("a password"),
             }),
-        };
+        )
+        .expect("randomness");
         let servers = fixed.for_peer(&peer("peer-ann-0000000001"), 5);
         assert_eq!(servers[0].username.as_deref(), Some("natter"));
         assert_eq!(servers[0].credential.as_deref(), Some("pw"));
+        assert!(!format!("{fixed:?}").contains("pw\""), "{fixed:?}");
     }
 
     #[test]

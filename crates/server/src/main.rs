@@ -15,6 +15,9 @@ fn main() -> anyhow::Result<()> {
         Err(ConfigError::Options(error)) => error.exit(),
         Err(error) => return Err(error.into()),
     };
+    // Settings that must fit together are refused before anything is bound or announced.
+    config.ice()?;
+    config.luna()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -343,6 +343,8 @@ impl RoomTask {
                         capacity: joined.state.capacity,
                         peers: joined.peers.clone(),
                         ice_servers,
+                        pair_relay: policy.kind != RoomKind::Pair
+                            || self.settings.pair_server_relay,
                         resumed: joined.resumed,
                         max_file_bytes: self.settings.max_file_bytes,
                         owner: joined.state.owner.clone(),

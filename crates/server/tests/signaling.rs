@@ -852,6 +852,27 @@ impl Drop for Running {
     }
 }
 
+#[test]
+fn turn_settings_that_do_not_fit_stop_the_binary_before_it_announces_itself() {
+    let output = natter()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--turn-url",
+            "turn:turn.example.org:3478",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stdout.contains("Natter is running"), "{stdout}");
+    assert!(
+        stderr.contains("--turn-url needs --turn-secret"),
+        "{stderr}"
+    );
+}
+
 fn natter() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_natter"));
     for var in [
@@ -862,6 +883,8 @@ fn natter() -> Command {
         "NATTER_LUNA_URL",
         "NATTER_LUNA_MODEL",
         "NATTER_LUNA_API_KEY",
+        "NATTER_TURN_URLS",
+        "NATTER_TURN_SECRET",
         "NATTER_CONFIG",
     ] {
         command.env_remove(var);
@@ -1014,23 +1037,26 @@ fn synthetic_participant(
 }
 
 #[tokio::test]
-async fn a_pair_room_falls_back_to_the_media_relay_unless_the_operator_forbids_it() {
+async fn a_pair_room_may_connect_to_the_media_relay_unless_the_operator_forbids_it() {
     // By default the pair whose direct path failed gets an answer from the relay.
     let server = Server::start().await;
     let mut ann = server.client().await;
-    ann.enter(ROOM, ANN, "Ann").await;
+    let welcome = ann.enter(ROOM, ANN, "Ann").await;
+    assert!(welcome.get("pairRelay").is_none(), "allowed: not said");
     let (_participant, sdp, tracks) = synthetic_participant(false);
     ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
         .await;
     let answer = ann.recv().await;
     assert_eq!(answer["type"], "sfu-answer", "{answer}");
 
-    // With --pair-server-relay false, pair rooms stay browser to browser.
+    // With --pair-server-relay false, pair rooms stay browser to browser, and welcome says so.
     let mut config = Config::for_tests();
     config.pair_server_relay = false;
     let server = Server::start_with(config).await;
     let mut ann = server.client().await;
-    ann.enter(ROOM, ANN, "Ann").await;
+    ann.hello().await;
+    let welcome = ann.join(ROOM, ANN, "Ann").await;
+    assert_eq!(welcome["pairRelay"], false, "{welcome}");
     ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": []}))
         .await;
     ann.expect_error("not-group-room").await;
@@ -1067,8 +1093,11 @@ async fn every_join_gets_its_own_expiring_turn_credential_and_never_the_secret()
         ])
     );
     let username = turn["username"].as_str().unwrap();
-    let (expiry, peer) = username.split_once(':').unwrap();
-    assert_eq!(peer, ANN);
+    // "<expiry>:<tag>": the tag stands for Ann without being her peer id (which would let
+    // whoever reads the TURN server's logs take her place in the room).
+    let (expiry, tag) = username.split_once(':').unwrap();
+    assert_eq!(tag.len(), 16, "{username}");
+    assert!(!username.contains(ANN), "{username}");
     let expiry: u64 = expiry.parse().unwrap();
     assert!((before + 600..=before + 602).contains(&expiry), "{expiry}");
     let secret = natter_server::ice::TurnSecret::new(SECRET).unwrap();
@@ -1081,13 +1110,22 @@ async fn every_join_gets_its_own_expiring_turn_credential_and_never_the_secret()
     let mut bob = server.client().await;
     bob.hello().await;
     let other = bob.join(ROOM, BOB, "Bob").await;
+    let bob_username = other["iceServers"][1]["username"].as_str().unwrap();
     assert!(
-        other["iceServers"][1]["username"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!(":{BOB}"))
+        !bob_username.ends_with(&format!(":{tag}")),
+        "another person, another tag"
     );
     assert_ne!(other["iceServers"][1]["credential"], turn["credential"]);
+    // Ann joining again (another socket) keeps her tag.
+    drop(ann);
+    let mut again = server.client().await;
+    again.hello().await;
+    let rejoined = again.join(ROOM, ANN, "Ann").await;
+    let again_username = rejoined["iceServers"][1]["username"].as_str().unwrap();
+    assert!(
+        again_username.ends_with(&format!(":{tag}")),
+        "{again_username}"
+    );
 }
 
 #[tokio::test]

@@ -174,15 +174,38 @@ describe('TURN with credentials from Natter', () => {
   });
 });
 
+/**
+ * Ann and Bob in a pair room of a server started with `server`, behind the packet filter
+ * `block` makes, both showing `status`; `body` goes on from there. Everything is closed after,
+ * also when the body fails, and neither page may have logged an error.
+ * @param {{ server: Parameters<typeof startServer>[0], block: () => Promise<PacketFilter>, status: string }} setup
+ * @param {(people: { ann: Person, bob: Person, ms: number }) => Promise<void>} body
+ */
+async function pairBehind({ server: options, block, status }, body) {
+  const server = await startServer(options);
+  const filter = await block();
+  try {
+    const { ann, link } = await createRoom({ server, browser }, { initScript: callTestPage });
+    const { bob, ms } = await bobJoins(server, link, status);
+    await expectStatus(ann.page, status, 15_000);
+    await body({ ann, bob, ms });
+    assert.deepEqual([...ann.problems, ...bob.problems], []);
+    await ann.context.close();
+    await bob.context.close();
+  } finally {
+    await filter.remove();
+    await server.stop();
+  }
+}
+
+/** @typedef {Awaited<ReturnType<typeof newPerson>>} Person */
+
 describe('the direct path blocked', () => {
+  const noTurn = { args: ['--rtc-port', String(RTC_PORT)] };
+
   test('without TURN the pair falls back to the server relay, chats and sends a file', async (t) => {
-    const server = await startServer({ args: ['--rtc-port', String(RTC_PORT)] });
     const file = await randomFileIn(dir, 'through-the-server.bin', 3);
-    const filter = await blockDirectPath();
-    try {
-      const { ann, link } = await createRoom({ server, browser });
-      const { bob, ms } = await bobJoins(server, link, THROUGH_SERVER);
-      await expectStatus(ann.page, THROUGH_SERVER, 15_000);
+    await pairBehind({ server: noTurn, block: blockDirectPath, status: THROUGH_SERVER }, async ({ ann, bob, ms }) => {
       await pathLine(bob.page).filter({ hasText: "Through Natter's server" }).waitFor();
       t.diagnostic(`blocked direct path → ${THROUGH_SERVER}: ${ms.toFixed(0)} ms`);
       assert.ok(ms < 5_000, `fell back in ${ms.toFixed(0)} ms (goal: under 5 s)`);
@@ -199,78 +222,47 @@ describe('the direct path blocked', () => {
       await card.getByRole('button', { name: 'Download' }).click({ timeout: 60_000 });
       const saved = await download;
       assert.equal(await sha256Of(await saved.path()), file.sha256, 'the file arrived intact through the relay');
-      assert.deepEqual([...ann.problems, ...bob.problems], []);
-      await ann.context.close();
-      await bob.context.close();
-    } finally {
-      await filter.remove();
-      await server.stop();
-    }
+    });
   });
 
   test('a call goes through the server relay too: video and sound both ways', async () => {
-    const server = await startServer({ args: ['--rtc-port', String(RTC_PORT)] });
-    const filter = await blockDirectPath();
-    try {
-      const { ann, link } = await createRoom({ server, browser }, { initScript: callTestPage });
-      const { bob } = await bobJoins(server, link, THROUGH_SERVER);
-      await expectStatus(ann.page, THROUGH_SERVER, 15_000);
+    await pairBehind({ server: noTurn, block: blockDirectPath, status: THROUGH_SERVER }, async ({ ann, bob }) => {
       const button = (/** @type {import('playwright-core').Page} */ page, /** @type {string} */ name) =>
         page.getByRole('button', { name, exact: true });
       await button(ann.page, 'Camera').click();
       await button(ann.page, 'Microphone').click();
       await button(bob.page, 'Microphone').click();
-      const annName = await ann.page.getByRole('textbox', { name: 'Your name' }).inputValue();
-      const video = bob.page.getByLabel(`${annName}'s camera`, { exact: true });
-      await video.waitFor({ state: 'visible', timeout: 15_000 });
+      const label = `${await ann.page.getByRole('textbox', { name: 'Your name' }).inputValue()}'s camera`;
+      await bob.page.getByLabel(label, { exact: true }).waitFor({ state: 'visible', timeout: 15_000 });
       await bob.page.waitForFunction(
         (label) => {
           const element = document.querySelector(`video[aria-label="${label}"]:not([hidden])`);
           return element instanceof HTMLVideoElement && element.videoWidth > 0;
         },
-        `${annName}'s camera`,
+        label,
         { timeout: 15_000 },
       );
       await grows(async () => (await inbound(bob.page, 'video')).frames, "Bob's decoded frames", 10);
       await grows(async () => (await inbound(ann.page, 'audio')).bytes, "Ann's received sound", 1000);
       await grows(async () => (await inbound(bob.page, 'audio')).bytes, "Bob's received sound", 1000);
-      await ann.context.close();
-      await bob.context.close();
-    } finally {
-      await filter.remove();
-      await server.stop();
-    }
+    });
   });
 
   test('with TURN the pair connects through coturn instead', async () => {
-    const server = await startServer({ args: withTurn() });
-    const filter = await blockDirectPath();
-    try {
-      const { ann, link } = await createRoom({ server, browser });
-      const { bob } = await bobJoins(server, link, THROUGH_TURN);
-      await expectStatus(ann.page, THROUGH_TURN, 15_000);
+    await pairBehind({ server: { args: withTurn() }, block: blockDirectPath, status: THROUGH_TURN }, async ({ ann, bob }) => {
       await send(bob.page, 'relayed by coturn');
       await expectMessage(ann.page, 'relayed by coturn');
-      await ann.context.close();
-      await bob.context.close();
-    } finally {
-      await filter.remove();
-      await server.stop();
-    }
+    });
   });
 
   test('with TURN unreachable too, the pair retries through TURN alone, then uses the server relay', async (t) => {
     const httpPort = 47_180;
-    const server = await startServer({ listen: `127.0.0.1:${httpPort}`, args: withTurn() });
     // Only the web server and the media relay get through: coturn, over UDP and TCP, is as
     // blocked as the direct path.
-    const filter = await PacketFilter.block({ udpExceptPorts: [RTC_PORT], tcpExceptPorts: [httpPort, RTC_PORT] });
-    try {
-      const { ann, link } = await createRoom({ server, browser }, { initScript: callTestPage });
-      const { bob, ms } = await bobJoins(server, link, THROUGH_SERVER);
+    const block = () => PacketFilter.block({ udpExceptPorts: [RTC_PORT], tcpExceptPorts: [httpPort, RTC_PORT] });
+    const server = { listen: `127.0.0.1:${httpPort}`, args: withTurn() };
+    await pairBehind({ server, block, status: THROUGH_SERVER }, async ({ ann, bob, ms }) => {
       t.diagnostic(`direct and TURN blocked → ${THROUGH_SERVER}: ${ms.toFixed(0)} ms`);
-      await expectStatus(ann.page, THROUGH_SERVER, 15_000);
-      // Before giving up, a side retried with TURN alone: its pair connection ended relay-only.
       const retried = await Promise.all(
         [ann.page, bob.page].map((page) =>
           page.evaluate(() =>
@@ -285,13 +277,7 @@ describe('the direct path blocked', () => {
       assert.deepEqual(retried, [true, true], 'both ended relay-only');
       await send(bob.page, 'neither direct nor TURN');
       await expectMessage(ann.page, 'neither direct nor TURN');
-      assert.deepEqual([...ann.problems, ...bob.problems], []);
-      await ann.context.close();
-      await bob.context.close();
-    } finally {
-      await filter.remove();
-      await server.stop();
-    }
+    });
   });
 
   test('after a server restart the pair comes back through the server relay and chats on', async () => {

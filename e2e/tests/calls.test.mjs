@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   CONNECTED,
   FAKE_MEDIA,
+  button,
   callTestPage,
   connectedPair,
   expectMessage,
@@ -18,6 +19,7 @@ import {
   launchBrowser,
   send,
   startServer,
+  videoWidth,
 } from './harness.mjs';
 
 /** How much a counter grows over a while. @param {() => Promise<number>} read */
@@ -29,8 +31,6 @@ async function growth(read, ms = 2_000) {
 
 /** @param {import('playwright-core').Page} page */
 const callStatus = (page) => page.getByRole('status', { name: 'Call' });
-/** @param {import('playwright-core').Page} page @param {string} name */
-const button = (page, name) => page.getByRole('button', { name, exact: true });
 
 /** @param {import('playwright-core').Page} page @param {RegExp} text */
 async function expectCall(page, text, timeout = 10_000) {
@@ -46,22 +46,6 @@ async function expectPressed(page, name, pressed) {
       ),
     [name, pressed],
   );
-}
-
-/** The width of the video the page shows under this accessible name (0 until a frame is decoded). */
-/** @param {import('playwright-core').Page} page @param {string} label */
-async function videoWidth(page, label) {
-  const video = page.getByLabel(label, { exact: true });
-  await video.waitFor({ state: 'visible', timeout: 15_000 });
-  await page.waitForFunction(
-    (label) => {
-      const element = document.querySelector(`video[aria-label="${label}"]:not([hidden])`);
-      return element instanceof HTMLVideoElement && element.videoWidth > 0;
-    },
-    label,
-    { timeout: 15_000 },
-  );
-  return video.evaluate((element) => /** @type {HTMLVideoElement} */ (element).videoWidth);
 }
 
 describe('calls', () => {

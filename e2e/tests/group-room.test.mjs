@@ -7,12 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FAKE_MEDIA, callTestPage, launchBrowser, randomFileIn, sha256Of, startServer } from './harness.mjs';
+import { FAKE_MEDIA, button, callTestPage, launchBrowser, randomFileIn, sha256Of, startServer } from './harness.mjs';
 
 /** @typedef {import('playwright-core').Page} Page */
 
-/** @param {Page} page @param {string} name */
-const button = (page, name) => page.getByRole('button', { name, exact: true });
 /** @param {Page} page */
 const grid = (page) => page.getByRole('list', { name: 'Participants' });
 

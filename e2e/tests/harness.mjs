@@ -343,6 +343,25 @@ export function inbound(page, kind, connections = 'natterTestConnections') {
   );
 }
 
+/** A button by its exact accessible name. @param {import('playwright-core').Page} page @param {string} name */
+export const button = (page, name) => page.getByRole('button', { name, exact: true });
+
+/** The width of the video the page shows under this accessible name (0 until a frame is decoded). */
+/** @param {import('playwright-core').Page} page @param {string} label */
+export async function videoWidth(page, label) {
+  const video = page.getByLabel(label, { exact: true });
+  await video.waitFor({ state: 'visible', timeout: 15_000 });
+  await page.waitForFunction(
+    (label) => {
+      const element = document.querySelector(`video[aria-label="${label}"]:not([hidden])`);
+      return element instanceof HTMLVideoElement && element.videoWidth > 0;
+    },
+    label,
+    { timeout: 15_000 },
+  );
+  return video.evaluate((element) => /** @type {HTMLVideoElement} */ (element).videoWidth);
+}
+
 /**
  * Waits until a counter grows by more than `by` within the timeout.
  * @param {() => Promise<number>} read @param {string} what

@@ -9,7 +9,7 @@
 import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
 import { SfuLink } from './sfu-link.js';
-import { selectedCandidates } from './peer.js';
+import { iceUrls, isTurnUrl, selectedCandidates } from './peer.js';
 
 /** @typedef {'running' | 'ok' | 'warn' | 'fail' | 'skipped'} Outcome */
 /** @typedef {{ id: string, label: string, outcome: Outcome, text: string, fix: string }} CheckResult */
@@ -17,11 +17,6 @@ import { selectedCandidates } from './peer.js';
 /** How long one gathering or connection attempt may take. */
 const GATHER_MS = 5_000;
 const CONNECT_MS = 10_000;
-
-/** @param {RTCIceServer} server */
-const urlsOf = (server) => [server.urls].flat();
-/** @param {string} url */
-const isTurn = (url) => /^turns?:/.test(url);
 
 /**
  * The transport a TURN URL uses to reach the TURN server, as people name it.
@@ -176,7 +171,7 @@ function joinAlone(url) {
  */
 async function checkStun(iceServers, set, running) {
   const label = 'STUN (finding your public address)';
-  const stun = iceServers.filter((server) => urlsOf(server).some((u) => u.startsWith('stun')));
+  const stun = iceServers.filter((server) => iceUrls(server).some((u) => u.startsWith('stun')));
   if (stun.length === 0) {
     set({
       id: 'stun', label, outcome: 'skipped',
@@ -205,7 +200,7 @@ async function checkStun(iceServers, set, running) {
  * @param {(id: string, label: string) => void} running
  */
 async function checkTurn(iceServers, set, running) {
-  const turn = iceServers.find((server) => urlsOf(server).some(isTurn));
+  const turn = iceServers.find((server) => iceUrls(server).some(isTurnUrl));
   if (!turn) {
     set({
       id: 'turn', label: 'TURN relay', outcome: 'skipped',
@@ -214,7 +209,7 @@ async function checkTurn(iceServers, set, running) {
     });
     return;
   }
-  const urls = urlsOf(turn).filter(isTurn);
+  const urls = iceUrls(turn).filter(isTurnUrl);
   for (const [index, url] of urls.entries()) {
     const transport = turnTransport(url);
     const id = `turn-${index}`;

@@ -32,6 +32,13 @@ export const DIRECT_TIMEOUT_MS = 2_000;
 /** How long the retry through TURN alone may take before the server's relay is used. */
 export const TURN_TIMEOUT_MS = 1_500;
 
+/** An ICE server's URLs, whether given as one or as a list. @param {RTCIceServer} server @returns {string[]} */
+export const iceUrls = (server) => [server.urls].flat();
+/** @param {string} url */
+export const isTurnUrl = (url) => /^turns?:/.test(url);
+/** Whether any of these servers is a TURN server. @param {RTCIceServer[]} iceServers */
+export const hasTurn = (iceServers) => iceServers.some((server) => iceUrls(server).some(isTurnUrl));
+
 /**
  * A connection still "disconnected" after this long gets an ICE restart instead of waiting about
  * 30 s for "failed": a changed network path (Wi-Fi to mobile) never comes back by itself.
@@ -79,9 +86,7 @@ export class PeerLink {
   constructor(options, handlers) {
     this.remoteId = options.remoteId;
     this.iceServers = options.iceServers;
-    this.hasTurn = options.iceServers.some((server) =>
-      [server.urls].flat().some((url) => /^turns?:/.test(url)),
-    );
+    this.hasTurn = hasTurn(options.iceServers);
     this.relayOnly = Boolean(options.relayOnly) && this.hasTurn;
     if (this.relayOnly) this.#attempt = 'turn';
     this.certificate = options.certificate ?? null;

@@ -3,7 +3,7 @@
 
 import * as protocol from './protocol.js';
 import { Signaling } from './signaling.js';
-import { PeerLink, prepareCertificate } from './peer.js';
+import { PeerLink, hasTurn, prepareCertificate } from './peer.js';
 import { RelayLink } from './relay-link.js';
 import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
@@ -477,16 +477,10 @@ async function main() {
           view.final = finalStatus(detail) ?? view.final;
           if (view.final) closeLink();
         }
-        if (state === 'retrying' && link instanceof RelayLink && view.channelOpen) {
-          // The server's relay ends with the signaling connection (the server removes it):
-          // nothing gets through until the welcome after reconnecting opens a new one.
-          link.close();
-          view.channelOpen = false;
-          view.path = null;
-          showTyping(false);
-          call.channelClosed();
-          files?.channelClosed('connection');
-        }
+        // The server's relay ends with the signaling connection (the server removes it):
+        // nothing gets through until the welcome after reconnecting opens a new one, which
+        // replaces the closed link (kept, so the welcome knows to go back to the relay).
+        if (state === 'retrying' && link instanceof RelayLink) replaceLink();
         render();
       },
       onMessage: (message) => {
@@ -498,7 +492,7 @@ async function main() {
             iceServers = message.iceServers;
             pairRelay = message.pairRelay;
             // Hiding one's address needs a TURN server to hide behind.
-            relayOnlyRow.hidden = !iceServers.some((server) => [server.urls].flat().some((u) => /^turns?:/.test(u)));
+            relayOnlyRow.hidden = !hasTurn(iceServers);
             view.relayOnlyUnavailable = relayOnly && relayOnlyRow.hidden;
             maxFileBytes = message.maxFileBytes;
             if (files) files.maxFileBytes = maxFileBytes;

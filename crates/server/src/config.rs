@@ -4,7 +4,7 @@
 //! variables, flags. The file holds one `option = value` per line, options named as the flags
 //! without their dashes; `natter.conf.example` lists every one.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -121,11 +121,25 @@ pub struct Config {
     #[arg(long, env = "NATTER_RTC_TCP_PORT")]
     pub rtc_tcp_port: Option<u16>,
 
-    /// The IP address browsers reach this server's media relay at, when it differs from the
-    /// address it listens on (behind NAT, or listening on 0.0.0.0). Defaults to the listen
-    /// address, or 127.0.0.1 when listening on all interfaces.
-    #[arg(long, env = "NATTER_PUBLIC_IP")]
-    pub public_ip: Option<IpAddr>,
+    /// Addresses the media relay binds (at most one IPv4 and one IPv6; repeatable, or
+    /// comma-separated in the environment). By default all interfaces of both families, whatever
+    /// --listen says: behind a reverse proxy the HTTP listener stays on 127.0.0.1 while browsers
+    /// still reach the relay directly.
+    #[arg(long = "rtc-listen", env = "NATTER_RTC_LISTEN", value_delimiter = ',',
+          value_name = "IP", default_values_t = [IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)])]
+    pub rtc_listen: Vec<IpAddr>,
+
+    /// An address browsers reach this server's media relay at, when it is not one of the host's
+    /// own (a cloud server's public address in front of its private one; repeatable for IPv4
+    /// and IPv6, or comma-separated in the environment). By default the host's own interface
+    /// addresses are advertised, listed in the start-up log.
+    #[arg(
+        long = "public-ip",
+        env = "NATTER_PUBLIC_IP",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub public_ips: Vec<IpAddr>,
 
     /// Estimate each group-room participant's bandwidth, pace what the media relay sends them
     /// and pause the videos their connection cannot carry. Turn off only to measure raw
@@ -438,14 +452,9 @@ impl Config {
         }
     }
 
-    /// Where the media relay binds its UDP socket and ICE-TCP listener.
-    pub fn rtc_addresses(&self) -> (SocketAddr, SocketAddr) {
-        let ip = self.listen.ip();
-        let tcp_port = self.rtc_tcp_port.unwrap_or(self.rtc_port);
-        (
-            SocketAddr::new(ip, self.rtc_port),
-            SocketAddr::new(ip, tcp_port),
-        )
+    /// The ICE-TCP port: `--rtc-tcp-port`, else the UDP port.
+    pub fn rtc_tcp_port(&self) -> u16 {
+        self.rtc_tcp_port.unwrap_or(self.rtc_port)
     }
 
     /// A configuration for tests: listen on ephemeral loopback ports, room names in memory,

@@ -77,22 +77,32 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (rtc_udp, rtc_tcp) = config.rtc_addresses();
     let sfu = natter_sfu::start(&DriverConfig {
-        udp: rtc_udp,
-        tcp: Some(rtc_tcp),
-        public_ip: config.public_ip,
+        listen: config.rtc_listen.clone(),
+        udp_port: config.rtc_port,
+        tcp_port: Some(config.rtc_tcp_port()),
+        public_ips: config.public_ips.clone(),
         bandwidth_estimation: config.bandwidth_estimation,
     })
     .map_err(|error| {
         std::io::Error::new(
             error.kind(),
-            format!("binding the media relay to UDP {rtc_udp} and TCP {rtc_tcp} (--rtc-port, --rtc-tcp-port): {error}"),
+            format!(
+                "binding the media relay to UDP and TCP ports {} and {} on {:?} (--rtc-listen, --rtc-port, --rtc-tcp-port): {error}",
+                config.rtc_port,
+                config.rtc_tcp_port(),
+                config.rtc_listen
+            ),
         )
     })?;
+    // The server's own addresses (never a client's): what browsers are told to reach, so an
+    // operator can see at once whether a public address is missing.
+    let udp: Vec<String> = sfu.advertised.udp.iter().map(ToString::to_string).collect();
+    let tcp: Vec<String> = sfu.advertised.tcp.iter().map(ToString::to_string).collect();
     tracing::info!(
-        udp = %sfu.advertised.udp.port(),
-        "media relay for group rooms is listening"
+        udp = %udp.join(" "),
+        tcp = %tcp.join(" "),
+        "media relay for group rooms is listening; browsers reach it at these addresses (set --public-ip if they cannot)"
     );
     let names_path = config.names_db_path();
     let names = Arc::new(

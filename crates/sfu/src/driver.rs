@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
 use natter_proto::signaling::PublishedTrack;
 use natter_proto::{ErrorCode, PeerId, RoomId, ServerMessage};
+use quinn_udp::{RecvMeta, Transmit as UdpTransmit, UdpSocketState};
 use str0m::net::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,13 +70,17 @@ pub enum Command {
 /// Where to listen and what to advertise.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
-    /// UDP address to bind (port 0: any free port).
-    pub udp: SocketAddr,
-    /// ICE-TCP address to bind, if any.
-    pub tcp: Option<SocketAddr>,
-    /// The address browsers reach this host at; by default the bound address, or loopback when
-    /// bound to all interfaces.
-    pub public_ip: Option<IpAddr>,
+    /// Addresses to bind, at most one per family (later ones of a family are ignored). An
+    /// unspecified address (`0.0.0.0`, `::`) takes packets sent to any local address of its
+    /// family; the socket learns, per datagram, which one.
+    pub listen: Vec<IpAddr>,
+    /// UDP port (0: any free port, then the same one for every address).
+    pub udp_port: u16,
+    /// ICE-TCP port, if any (0: the UDP port if free, else any).
+    pub tcp_port: Option<u16>,
+    /// The addresses browsers reach this host at, when they are not its own (a 1:1 NAT, a
+    /// cloud's public address). Empty: the host's interface addresses are advertised.
+    pub public_ips: Vec<IpAddr>,
     /// See [`SfuConfig::bandwidth_estimation`].
     pub bandwidth_estimation: bool,
 }
@@ -106,33 +112,236 @@ impl SfuHandle {
     }
 }
 
-fn advertised(bound: SocketAddr, public_ip: Option<IpAddr>) -> SocketAddr {
-    let ip = public_ip.unwrap_or(if bound.ip().is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        bound.ip()
-    });
-    SocketAddr::new(ip, bound.port())
+/// Most addresses advertised as candidates: a host with many bridges (containers, VPNs) would
+/// otherwise make every browser check dozens of paths.
+pub const MAX_ADVERTISED: usize = 8;
+
+/// Which addresses the relay advertises, and which of them a datagram that arrived at a given
+/// local address was sent to. str0m answers a connectivity check only when its destination is
+/// one of the advertised candidates, so every arriving datagram is labelled with one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressPlan {
+    /// The candidates' addresses, in order of preference.
+    pub advertised: Vec<IpAddr>,
+    /// The advertised addresses are public ones the host does not hold (1:1 NAT): a datagram
+    /// that arrived at another local address of the same family was sent to one of them.
+    translated: bool,
+}
+
+impl AddressPlan {
+    /// Plans the advertised addresses for sockets bound to `bound`: the given public addresses
+    /// (those of a bound family), or else each bound address, an unspecified one standing for
+    /// the host's `interfaces` of its family. Loopback and link-local addresses are advertised
+    /// only when nothing else is, since no other host can reach them.
+    pub fn new(bound: &[IpAddr], public: &[IpAddr], interfaces: &[IpAddr]) -> Self {
+        let covers = |ip: &IpAddr| bound.iter().any(|b| b.is_ipv4() == ip.is_ipv4());
+        let mut advertised = Vec::new();
+        let push = |ip: IpAddr, list: &mut Vec<IpAddr>| {
+            if !list.contains(&ip) && list.len() < MAX_ADVERTISED {
+                list.push(ip);
+            }
+        };
+        if !public.is_empty() {
+            for ip in public.iter().filter(|ip| covers(ip)) {
+                push(*ip, &mut advertised);
+            }
+            return Self {
+                advertised,
+                translated: true,
+            };
+        }
+        let mut local_only = Vec::new();
+        for bound in bound {
+            let candidates: Vec<IpAddr> = if bound.is_unspecified() {
+                interfaces
+                    .iter()
+                    .filter(|ip| ip.is_ipv4() == bound.is_ipv4() && !ip.is_unspecified())
+                    .copied()
+                    .collect()
+            } else {
+                vec![*bound]
+            };
+            for ip in candidates {
+                if reachable_only_here(ip) {
+                    push(ip, &mut local_only);
+                } else {
+                    push(ip, &mut advertised);
+                }
+            }
+        }
+        if advertised.is_empty() {
+            advertised = local_only;
+        }
+        if advertised.is_empty() {
+            // No interface list at all (it could not be read): loopback still serves this host.
+            for bound in bound {
+                push(
+                    if bound.is_ipv4() {
+                        IpAddr::V4(Ipv4Addr::LOCALHOST)
+                    } else {
+                        IpAddr::V6(Ipv6Addr::LOCALHOST)
+                    },
+                    &mut advertised,
+                );
+            }
+        }
+        Self {
+            advertised,
+            translated: false,
+        }
+    }
+
+    /// The advertised address a datagram that arrived at `local` was sent to. An address that is
+    /// neither advertised nor translatable is returned as it is, and str0m ignores the datagram.
+    pub fn advertised_for(&self, local: IpAddr) -> IpAddr {
+        if self.advertised.contains(&local) || !self.translated {
+            return local;
+        }
+        self.advertised
+            .iter()
+            .find(|ip| ip.is_ipv4() == local.is_ipv4())
+            .copied()
+            .unwrap_or(local)
+    }
+}
+
+/// Loopback and link-local addresses: no other host can reach them.
+fn reachable_only_here(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// The host's interface addresses (empty if they cannot be read).
+fn interface_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list this host's addresses; set --public-ip");
+            Vec::new()
+        }
+    }
+}
+
+/// One bound UDP socket of the relay.
+struct UdpEndpoint {
+    socket: UdpSocket,
+    /// Reads each datagram's local destination address (IP_PKTINFO) and sets the source of
+    /// replies, so a socket bound to all interfaces answers from the address it was reached at.
+    state: UdpSocketState,
+    bound: SocketAddr,
+}
+
+/// Binds one UDP socket per family (the first address of each), all on one port.
+fn bind_udp(listen: &[IpAddr], port: u16) -> io::Result<Vec<(std::net::UdpSocket, SocketAddr)>> {
+    let mut sockets: Vec<(std::net::UdpSocket, SocketAddr)> = Vec::new();
+    let mut port = port;
+    for ip in listen {
+        if sockets.iter().any(|(_, b)| b.is_ipv4() == ip.is_ipv4()) {
+            continue;
+        }
+        let udp = match bind_udp_socket(SocketAddr::new(*ip, port)) {
+            Ok(udp) => udp,
+            // A host without IPv6 still serves IPv4 when both were asked for by default.
+            Err(error) if ip.is_ipv6() && ip.is_unspecified() && !sockets.is_empty() => {
+                tracing::warn!(%error, "the media relay serves IPv4 only: IPv6 is unavailable");
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let local = udp.local_addr()?;
+        port = local.port();
+        sockets.push((udp, local));
+    }
+    if sockets.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no address to bind the media relay to",
+        ));
+    }
+    Ok(sockets)
+}
+
+fn bind_udp_socket(address: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if address.is_ipv6() {
+        // IPv4 goes to a socket of its own, so addresses never arrive IPv4-mapped.
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&address.into())?;
+    let udp: std::net::UdpSocket = socket.into();
+    udp.set_nonblocking(true)?;
+    enlarge_buffers(&udp, UDP_BUFFER_BYTES);
+    Ok(udp)
+}
+
+/// Binds the ICE-TCP listeners on the bound UDP sockets' addresses: on the UDP port when
+/// `port` is 0 and that port is free, else on `port`.
+fn bind_tcp(
+    udp: &[(std::net::UdpSocket, SocketAddr)],
+    port: u16,
+) -> io::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
+    let mut listeners: Vec<(std::net::TcpListener, SocketAddr)> = Vec::new();
+    for (_, bound) in udp {
+        let want = listeners.first().map_or(port, |(_, l)| l.port());
+        let listener = match (
+            want,
+            bind_tcp_listener(SocketAddr::new(
+                bound.ip(),
+                if want == 0 { bound.port() } else { want },
+            )),
+        ) {
+            (_, Ok(listener)) => listener,
+            (0, Err(_)) => bind_tcp_listener(SocketAddr::new(bound.ip(), 0))?,
+            (_, Err(error)) => return Err(error),
+        };
+        let local = listener.local_addr()?;
+        listeners.push((listener, local));
+    }
+    Ok(listeners)
+}
+
+fn bind_tcp_listener(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    let listener: std::net::TcpListener = socket.into();
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Binds the sockets and starts the SFU on its own thread. Fails if a socket cannot be bound.
 pub fn start(config: &DriverConfig) -> io::Result<SfuHandle> {
-    let udp = std::net::UdpSocket::bind(config.udp)?;
-    udp.set_nonblocking(true)?;
-    enlarge_buffers(&udp, UDP_BUFFER_BYTES);
-    let tcp = match config.tcp {
-        Some(address) => {
-            let listener = std::net::TcpListener::bind(address)?;
-            listener.set_nonblocking(true)?;
-            Some(listener)
-        }
-        None => None,
+    let udp = bind_udp(&config.listen, config.udp_port)?;
+    let tcp = match config.tcp_port {
+        Some(port) => bind_tcp(&udp, port)?,
+        None => Vec::new(),
     };
-    let udp_local = udp.local_addr()?;
-    let tcp_local = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let bound: Vec<IpAddr> = udp.iter().map(|(_, b)| b.ip()).collect();
+    let plan = AddressPlan::new(&bound, &config.public_ips, &interface_addresses());
+    let udp_port = udp.first().map_or(0, |(_, b)| b.port());
+    let tcp_port = tcp.first().map(|(_, b)| b.port());
     let advertised = SfuConfig {
-        udp: advertised(udp_local, config.public_ip),
-        tcp: tcp_local.map(|local| advertised(local, config.public_ip)),
+        udp: plan
+            .advertised
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, udp_port))
+            .collect(),
+        tcp: tcp_port
+            .map(|port| {
+                plan.advertised
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .collect()
+            })
+            .unwrap_or_default(),
         bandwidth_estimation: config.bandwidth_estimation,
     };
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
@@ -151,24 +360,42 @@ pub fn start(config: &DriverConfig) -> io::Result<SfuHandle> {
                 }
             };
             runtime.block_on(async move {
-                let (Ok(udp), tcp) = (
-                    UdpSocket::from_std(udp),
-                    tcp.map(TcpListener::from_std).transpose(),
-                ) else {
+                let Some(udp) = register_udp(udp) else {
                     tracing::error!("the SFU's UDP socket could not be registered");
                     return;
                 };
-                let tcp = tcp.unwrap_or_else(|error| {
-                    tracing::error!(%error, "ICE-TCP is off: its socket could not be registered");
-                    None
-                });
-                run(sfu_config, udp, udp_local, tcp, tcp_local, inbox).await;
+                let tcp = tcp
+                    .into_iter()
+                    .filter_map(|(listener, local)| match TcpListener::from_std(listener) {
+                        Ok(listener) => Some((listener, local)),
+                        Err(error) => {
+                            tracing::error!(%error, "ICE-TCP is off on {local}: its socket could not be registered");
+                            None
+                        }
+                    })
+                    .collect();
+                run(sfu_config, plan, udp, tcp, inbox).await;
             });
         })?;
     Ok(SfuHandle {
         commands,
         advertised,
     })
+}
+
+fn register_udp(sockets: Vec<(std::net::UdpSocket, SocketAddr)>) -> Option<Vec<UdpEndpoint>> {
+    sockets
+        .into_iter()
+        .map(|(udp, bound)| {
+            let state = UdpSocketState::new((&udp).into()).ok()?;
+            let socket = UdpSocket::from_std(udp).ok()?;
+            Some(UdpEndpoint {
+                socket,
+                state,
+                bound,
+            })
+        })
+        .collect()
 }
 
 /// Asks for larger socket buffers; the kernel may grant less, which only means more drops under
@@ -181,7 +408,11 @@ pub fn enlarge_buffers(udp: &std::net::UdpSocket, bytes: usize) {
 
 struct Driver {
     sfu: Sfu,
-    udp: UdpSocket,
+    plan: AddressPlan,
+    udp: Vec<UdpEndpoint>,
+    /// For each advertised address, the local one datagrams to it last arrived at: replies go
+    /// out from there, so they pass back through the same NAT mapping.
+    reply_from: HashMap<IpAddr, IpAddr>,
     delivers: HashMap<ClientId, Deliver>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     send_failures: u64,
@@ -194,10 +425,7 @@ impl Driver {
                 Output::Transmit(transmit) => match transmit.proto {
                     Protocol::Udp => {
                         // Like any UDP sender, drop the datagram when the kernel buffer is full.
-                        if self
-                            .udp
-                            .try_send_to(&transmit.contents, transmit.destination)
-                            .is_err()
+                        if !self.send_udp(transmit.source, transmit.destination, &transmit.contents)
                         {
                             self.send_failures += 1;
                         }
@@ -218,6 +446,73 @@ impl Driver {
                 Output::Gone { client } => {
                     tracing::debug!(client = client.0, "media connection ended");
                 }
+            }
+        }
+    }
+
+    /// Sends one datagram from the socket of the destination's family, with the local source
+    /// address the advertised `source` was last reached at.
+    fn send_udp(&self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
+        let Some(endpoint) = self
+            .udp
+            .iter()
+            .find(|e| e.bound.is_ipv4() == destination.is_ipv4())
+        else {
+            return false;
+        };
+        let src_ip = if endpoint.bound.ip().is_unspecified() {
+            self.reply_from.get(&source.ip()).copied()
+        } else {
+            None
+        };
+        let transmit = UdpTransmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size: None,
+            src_ip,
+        };
+        endpoint
+            .socket
+            .try_io(Interest::WRITABLE, || {
+                endpoint
+                    .state
+                    .try_send((&endpoint.socket).into(), &transmit)
+            })
+            .is_ok()
+    }
+
+    /// Reads what has arrived on one socket (at most a batch) into the SFU.
+    fn receive_udp(&mut self, index: usize, buffer: &mut [u8]) {
+        for _ in 0..RECEIVE_BATCH {
+            let Some(endpoint) = self.udp.get(index) else {
+                return;
+            };
+            let mut meta = [RecvMeta::default()];
+            let received = endpoint.socket.try_io(Interest::READABLE, || {
+                endpoint.state.recv(
+                    (&endpoint.socket).into(),
+                    &mut [IoSliceMut::new(buffer)],
+                    &mut meta,
+                )
+            });
+            if !matches!(received, Ok(count) if count > 0) {
+                return;
+            }
+            let [meta] = meta;
+            let local = meta.dst_ip.unwrap_or(endpoint.bound.ip());
+            let advertised = self.plan.advertised_for(local);
+            if self.reply_from.get(&advertised) != Some(&local) {
+                self.reply_from.insert(advertised, local);
+            }
+            let destination = SocketAddr::new(advertised, endpoint.bound.port());
+            let now = Instant::now();
+            // Generic receive offload may hand over several datagrams from one sender at once,
+            // each `stride` bytes long but the last.
+            let stride = meta.stride.max(1);
+            for datagram in buffer[..meta.len.min(buffer.len())].chunks(stride) {
+                self.sfu
+                    .handle_receive(now, Protocol::Udp, meta.addr, destination, datagram);
             }
         }
     }
@@ -254,59 +549,59 @@ impl Driver {
     }
 }
 
+/// Room for one read: a datagram, or several coalesced by generic receive offload.
+const RECEIVE_BUFFER: usize = 64 * 1024;
+
 async fn run(
     config: SfuConfig,
-    udp: UdpSocket,
-    udp_local: SocketAddr,
-    tcp: Option<TcpListener>,
-    tcp_local: Option<SocketAddr>,
+    plan: AddressPlan,
+    udp: Vec<UdpEndpoint>,
+    tcp: Vec<(TcpListener, SocketAddr)>,
     mut inbox: mpsc::Receiver<Command>,
 ) {
     let mut driver = Driver {
         sfu: Sfu::new(config, Instant::now()),
+        plan,
         udp,
+        reply_from: HashMap::new(),
         delivers: HashMap::new(),
         tcp_writers: HashMap::new(),
         send_failures: 0,
     };
-    let (tcp_in, mut tcp_packets) = mpsc::channel::<(SocketAddr, Option<Vec<u8>>)>(1024);
-    let mut buffer = vec![0u8; 2048];
+    let (tcp_in, mut tcp_packets) =
+        mpsc::channel::<(SocketAddr, SocketAddr, Option<Vec<u8>>)>(1024);
+    let mut buffer = vec![0u8; RECEIVE_BUFFER];
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     loop {
         let deadline = tokio::time::Instant::from_std(driver.sfu.poll_timeout());
         tokio::select! {
-            received = driver.udp.recv_from(&mut buffer) => {
-                if let Ok((length, source)) = received {
-                    let now = Instant::now();
-                    driver.sfu.handle_receive(now, Protocol::Udp, source, udp_local, &buffer[..length]);
-                    // Take what else has arrived before sending, so output goes out in batches.
-                    for _ in 1..RECEIVE_BATCH {
-                        let Ok((length, source)) = driver.udp.try_recv_from(&mut buffer) else {
-                            break;
-                        };
-                        driver.sfu.handle_receive(Instant::now(), Protocol::Udp, source, udp_local, &buffer[..length]);
-                    }
+            ready = readable(&driver.udp) => {
+                if let Some(index) = ready {
+                    driver.receive_udp(index, &mut buffer);
                 }
             }
             command = inbox.recv() => match command {
                 Some(command) => driver.command(command),
                 None => break,
             },
-            accepted = accept(tcp.as_ref()) => {
-                if let (Ok((stream, remote)), Some(local)) = (accepted, tcp_local) {
+            accepted = accept(&tcp) => {
+                if let Ok((stream, remote)) = accepted {
                     if driver.tcp_writers.len() >= MAX_TCP_CONNECTIONS {
                         continue;
                     }
+                    // The local address the browser reached, labelled as advertised.
+                    let Ok(local) = stream.local_addr() else { continue };
+                    let local = SocketAddr::new(driver.plan.advertised_for(local.ip()), local.port());
                     let (writer, frames) = mpsc::channel(TCP_QUEUE);
                     driver.tcp_writers.insert(remote, writer);
                     tokio::spawn(tcp_connection(stream, remote, local, frames, tcp_in.clone()));
                 }
             }
-            Some((remote, packet)) = tcp_packets.recv() => match (packet, tcp_local) {
-                (Some(packet), Some(local)) => {
+            Some((remote, local, packet)) = tcp_packets.recv() => match packet {
+                Some(packet) => {
                     driver.sfu.handle_receive(Instant::now(), Protocol::Tcp, remote, local, &packet);
                 }
-                _ => {
+                None => {
                     driver.tcp_writers.remove(&remote);
                 }
             },
@@ -328,10 +623,28 @@ async fn run(
     }
 }
 
-async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(listener) => listener.accept().await,
-        None => std::future::pending().await,
+/// Resolves with the index of a UDP socket that has datagrams to read (at most two sockets, one
+/// per family, so polling both in turn is cheap).
+async fn readable(endpoints: &[UdpEndpoint]) -> Option<usize> {
+    match endpoints {
+        [] => std::future::pending().await,
+        [only] => only.socket.readable().await.ok().map(|()| 0),
+        [first, second, ..] => tokio::select! {
+            ready = first.socket.readable() => ready.ok().map(|()| 0),
+            ready = second.socket.readable() => ready.ok().map(|()| 1),
+        },
+    }
+}
+
+/// Accepts the next ICE-TCP connection on any listener.
+async fn accept(listeners: &[(TcpListener, SocketAddr)]) -> io::Result<(TcpStream, SocketAddr)> {
+    match listeners {
+        [] => std::future::pending().await,
+        [(only, _)] => only.accept().await,
+        [(first, _), (second, _), ..] => tokio::select! {
+            accepted = first.accept() => accepted,
+            accepted = second.accept() => accepted,
+        },
     }
 }
 
@@ -340,9 +653,9 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 async fn tcp_connection(
     stream: TcpStream,
     remote: SocketAddr,
-    _local: SocketAddr,
+    local: SocketAddr,
     mut frames: mpsc::Receiver<Vec<u8>>,
-    packets: mpsc::Sender<(SocketAddr, Option<Vec<u8>>)>,
+    packets: mpsc::Sender<(SocketAddr, SocketAddr, Option<Vec<u8>>)>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -364,31 +677,100 @@ async fn tcp_connection(
         if reader.read_exact(&mut packet).await.is_err() {
             break;
         }
-        if packets.send((remote, Some(packet))).await.is_err() {
+        if packets.send((remote, local, Some(packet))).await.is_err() {
             break;
         }
     }
     writing.abort();
-    let _ = packets.send((remote, None)).await;
+    let _ = packets.send((remote, local, None)).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
     #[test]
-    fn the_advertised_address_defaults_sensibly() {
-        let any: SocketAddr = "0.0.0.0:5000".parse().expect("address");
+    fn all_interfaces_advertise_the_hosts_reachable_addresses() {
+        let interfaces = [
+            ip("127.0.0.1"),
+            ip("198.51.100.10"),
+            ip("10.0.0.7"),
+            ip("::1"),
+            ip("fe80::1"),
+            ip("2001:db8::10"),
+        ];
+        let plan = AddressPlan::new(&[ip("0.0.0.0"), ip("::")], &[], &interfaces);
         assert_eq!(
-            advertised(any, None),
-            "127.0.0.1:5000".parse().expect("address")
+            plan.advertised,
+            [ip("198.51.100.10"), ip("10.0.0.7"), ip("2001:db8::10")],
+            "no loopback or link-local address: no other host can reach them"
         );
-        let bound: SocketAddr = "10.0.0.7:5000".parse().expect("address");
-        assert_eq!(advertised(bound, None), bound);
-        let public: IpAddr = "203.0.113.9".parse().expect("address");
-        assert_eq!(
-            advertised(any, Some(public)),
-            "203.0.113.9:5000".parse().expect("address")
+        // A packet to an advertised address keeps it; to an unknown one, str0m ignores it.
+        assert_eq!(plan.advertised_for(ip("10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(plan.advertised_for(ip("127.0.0.1")), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_host_with_only_loopback_advertises_loopback() {
+        let plan = AddressPlan::new(&[ip("0.0.0.0")], &[], &[ip("127.0.0.1"), ip("::1")]);
+        assert_eq!(plan.advertised, [ip("127.0.0.1")]);
+        let plan = AddressPlan::new(&[ip("0.0.0.0"), ip("::")], &[], &[]);
+        assert_eq!(plan.advertised, [ip("127.0.0.1"), ip("::1")]);
+    }
+
+    #[test]
+    fn a_specific_listen_address_is_advertised_as_it_is() {
+        let plan = AddressPlan::new(&[ip("10.0.0.7")], &[], &[ip("10.0.0.7"), ip("10.0.0.8")]);
+        assert_eq!(plan.advertised, [ip("10.0.0.7")]);
+    }
+
+    #[test]
+    fn public_addresses_behind_nat_stand_for_every_local_address_of_their_family() {
+        let plan = AddressPlan::new(
+            &[ip("0.0.0.0"), ip("::")],
+            &[ip("203.0.113.9"), ip("2001:db8::9")],
+            &[ip("10.0.0.7")],
         );
+        assert_eq!(plan.advertised, [ip("203.0.113.9"), ip("2001:db8::9")]);
+        // The cloud's NAT delivers to the private address: it was sent to the public one.
+        assert_eq!(plan.advertised_for(ip("10.0.0.7")), ip("203.0.113.9"));
+        assert_eq!(plan.advertised_for(ip("fd00::7")), ip("2001:db8::9"));
+        // A public address the host does hold keeps its own label.
+        assert_eq!(plan.advertised_for(ip("203.0.113.9")), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn a_public_address_of_a_family_not_bound_is_left_out() {
+        let plan = AddressPlan::new(
+            &[ip("0.0.0.0")],
+            &[ip("2001:db8::9"), ip("203.0.113.9")],
+            &[],
+        );
+        assert_eq!(plan.advertised, [ip("203.0.113.9")]);
+        assert_eq!(plan.advertised_for(ip("::1")), ip("::1"));
+    }
+
+    #[test]
+    fn many_interfaces_are_capped() {
+        let interfaces: Vec<IpAddr> = (1..=20).map(|i| ip(&format!("10.0.{i}.1"))).collect();
+        let plan = AddressPlan::new(&[ip("0.0.0.0")], &[], &interfaces);
+        assert_eq!(plan.advertised.len(), MAX_ADVERTISED);
+    }
+
+    #[test]
+    fn the_relay_binds_both_families_on_one_port_and_tcp_beside_it() {
+        let udp = bind_udp(&[ip("0.0.0.0"), ip("::"), ip("127.0.0.1")], 0).expect("bind");
+        let ports: Vec<u16> = udp.iter().map(|(_, b)| b.port()).collect();
+        assert!(
+            !ports.is_empty() && ports.iter().all(|p| *p == ports[0]),
+            "{ports:?}"
+        );
+        assert!(udp.len() <= 2, "one socket per family");
+        let tcp = bind_tcp(&udp, 0).expect("bind tcp");
+        assert_eq!(tcp.len(), udp.len());
     }
 }

@@ -48,10 +48,10 @@ const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_500);
 /// Where the SFU can be reached: the addresses it advertises as ICE candidates.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
-    /// The UDP address browsers send to.
-    pub udp: SocketAddr,
-    /// The ICE-TCP address (passive), for networks that block UDP.
-    pub tcp: Option<SocketAddr>,
+    /// The UDP addresses browsers may send to, one host candidate each.
+    pub udp: Vec<SocketAddr>,
+    /// The ICE-TCP addresses (passive), for networks that block UDP.
+    pub tcp: Vec<SocketAddr>,
     /// Estimate each receiver's bandwidth, pace what is sent to it and pause the videos it cannot
     /// carry. Only load tests on one machine turn it off, to measure forwarding alone.
     pub bandwidth_estimation: bool,
@@ -207,17 +207,20 @@ impl Sfu {
             .set_sctp_max_buffered_amount(SCTP_BUFFER)
             .enable_bwe(estimate)
             .build(now);
-        if let Ok(candidate) = Candidate::host(self.config.udp, "udp") {
-            rtc.add_local_candidate(candidate);
+        for udp in &self.config.udp {
+            if let Ok(candidate) = Candidate::host(*udp, "udp") {
+                rtc.add_local_candidate(candidate);
+            }
         }
-        if let Some(tcp) = self.config.tcp
-            && let Ok(candidate) = Candidate::builder()
+        for tcp in &self.config.tcp {
+            if let Ok(candidate) = Candidate::builder()
                 .tcp()
-                .host(tcp)
+                .host(*tcp)
                 .tcptype(TcpType::Passive)
                 .build()
-        {
-            rtc.add_local_candidate(candidate);
+            {
+                rtc.add_local_candidate(candidate);
+            }
         }
         rtc
     }

@@ -46,8 +46,8 @@ impl Net {
         Self {
             sfu: Sfu::new(
                 SfuConfig {
-                    udp: SFU.parse().unwrap(),
-                    tcp: None,
+                    udp: vec![SFU.parse().unwrap()],
+                    tcp: Vec::new(),
                     bandwidth_estimation,
                 },
                 now,

@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser};
 
 use crate::ice::{self, IceConfig, TurnAuth, TurnSecret};
 use crate::luna::{ApiKey, LunaConfig};
+use crate::tls::{AcmeSettings, TlsSource};
 use natter_proto::limits::{DEFAULT_GROUP_ROOM_CAPACITY, DEFAULT_MAX_FILE_BYTES};
 
 /// Natter: a self-hosted, account-free room for chat, files and calls.
@@ -29,6 +30,58 @@ pub struct Config {
     /// Address and port to listen on for HTTP and WebSocket connections.
     #[arg(long, env = "NATTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// HTTPS with this PEM certificate chain (with --tls-key). The files are read again when
+    /// they change (a renewed certificate), without dropping anyone.
+    #[arg(long, env = "NATTER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key that goes with --tls-cert.
+    #[arg(long, env = "NATTER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// HTTPS on a LAN: a certificate made at first start and kept in --data-dir, for this host's
+    /// addresses. Its SHA-256 fingerprint is printed so people can check what their browser
+    /// shows before they accept it.
+    #[arg(long, env = "NATTER_TLS_SELF_SIGNED", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tls_self_signed: bool,
+
+    /// HTTPS with a certificate obtained and renewed over ACME (Let's Encrypt by default) for
+    /// this domain (repeatable, or comma-separated in the environment). The CA checks it through
+    /// the HTTPS port itself (TLS-ALPN-01), so that port must be reachable as 443 from outside.
+    /// Account and certificates are kept in --data-dir.
+    #[arg(
+        long = "acme-domain",
+        env = "NATTER_ACME_DOMAINS",
+        value_delimiter = ',',
+        value_name = "DOMAIN"
+    )]
+    pub acme_domains: Vec<String>,
+
+    /// Contact address for the ACME account, e.g. `admin@example.org` (repeatable).
+    #[arg(
+        long = "acme-contact",
+        env = "NATTER_ACME_CONTACTS",
+        value_delimiter = ',',
+        value_name = "EMAIL"
+    )]
+    pub acme_contacts: Vec<String>,
+
+    /// The ACME CA's directory URL.
+    #[arg(long, env = "NATTER_ACME_DIRECTORY", value_name = "URL",
+          default_value = crate::tls::LETS_ENCRYPT_DIRECTORY)]
+    pub acme_directory: String,
+
+    /// A CA certificate (PEM) to trust for the ACME directory's own HTTPS instead of the public
+    /// roots: for a private CA, or a test CA such as pebble.
+    #[arg(long, env = "NATTER_ACME_DIRECTORY_CA", value_name = "FILE")]
+    pub acme_directory_ca: Option<PathBuf>,
+
+    /// With HTTPS on: where plain HTTP is answered with a redirect to HTTPS. By default port 80
+    /// of the --listen address (skipped with a warning if it cannot be bound); `off` for none.
+    #[arg(long, env = "NATTER_REDIRECT_LISTEN", value_name = "ADDR|off")]
+    pub redirect_listen: Option<String>,
 
     /// STUN URL handed to browsers for connecting peer to peer (repeatable, or comma-separated
     /// in the environment), e.g. `stun:stun.example.org:3478`. None by default: browsers on the
@@ -350,6 +403,9 @@ pub enum ConfigError {
     /// The assistant's settings do not fit together, or its key file cannot be read.
     #[error("{0}")]
     Luna(String),
+    /// The HTTPS settings do not fit together.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
@@ -455,6 +511,141 @@ impl Config {
     /// The ICE-TCP port: `--rtc-tcp-port`, else the UDP port.
     pub fn rtc_tcp_port(&self) -> u16 {
         self.rtc_tcp_port.unwrap_or(self.rtc_port)
+    }
+
+    /// Where HTTPS gets its certificate, or `None` for plain HTTP. Refuses options that do not
+    /// fit together.
+    pub fn tls(&self) -> Result<Option<TlsSource>, ConfigError> {
+        let files = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Tls(
+                    "--tls-cert and --tls-key go together".to_owned(),
+                ));
+            }
+        };
+        let self_signed = self.tls_self_signed.then(|| TlsSource::SelfSigned {
+            data_dir: self.data_dir.clone(),
+            names: self.self_signed_names(),
+        });
+        let acme = if self.acme_domains.is_empty() {
+            if !self.acme_contacts.is_empty() || self.acme_directory_ca.is_some() {
+                return Err(ConfigError::Tls(
+                    "--acme-contact and --acme-directory-ca need --acme-domain".to_owned(),
+                ));
+            }
+            None
+        } else {
+            Some(TlsSource::Acme(self.acme_settings()?))
+        };
+        let mut sources = [files, self_signed, acme].into_iter().flatten();
+        let source = sources.next();
+        if sources.next().is_some() {
+            return Err(ConfigError::Tls(
+                "choose one way to get a certificate: --tls-cert/--tls-key, --tls-self-signed or --acme-domain"
+                    .to_owned(),
+            ));
+        }
+        if source.is_none() && self.redirect_listen.as_deref().is_some_and(|r| r != "off") {
+            return Err(ConfigError::Tls(
+                "--redirect-listen redirects to HTTPS, which is off".to_owned(),
+            ));
+        }
+        Ok(source)
+    }
+
+    fn acme_settings(&self) -> Result<AcmeSettings, ConfigError> {
+        for domain in &self.acme_domains {
+            let valid = !domain.is_empty()
+                && domain.len() <= 253
+                && domain.contains('.')
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !valid {
+                return Err(ConfigError::Tls(format!(
+                    "--acme-domain {domain:?} is not a domain name (write it in ASCII, e.g. chat.example.org)"
+                )));
+            }
+        }
+        if !self.acme_directory.starts_with("https://") {
+            return Err(ConfigError::Tls(
+                "--acme-directory must be an https:// URL".to_owned(),
+            ));
+        }
+        let contacts = self
+            .acme_contacts
+            .iter()
+            .map(|contact| {
+                let address = contact.strip_prefix("mailto:").unwrap_or(contact);
+                if address.contains('@') && !address.contains(char::is_whitespace) {
+                    Ok(format!("mailto:{address}"))
+                } else {
+                    Err(ConfigError::Tls(format!(
+                        "--acme-contact {contact:?} is not an email address"
+                    )))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AcmeSettings {
+            domains: self.acme_domains.clone(),
+            contacts,
+            directory: self.acme_directory.clone(),
+            directory_ca: self.acme_directory_ca.clone(),
+            data_dir: self.data_dir.clone(),
+        })
+    }
+
+    /// What a self-signed certificate names: localhost, the host's name and every address of
+    /// the host (a LAN's people type its address), and the --listen address if it is specific.
+    fn self_signed_names(&self) -> Vec<String> {
+        let mut names = vec!["localhost".to_owned()];
+        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let host = host.trim();
+            if !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                names.push(host.to_owned());
+            }
+        }
+        let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .map(|interfaces| interfaces.into_iter().map(|i| i.ip()).collect())
+            .unwrap_or_default();
+        ips.push(self.listen.ip());
+        for ip in ips {
+            let ip = ip.to_string();
+            if !ip.starts_with("fe80") && !names.contains(&ip) && ip != "0.0.0.0" && ip != "::" {
+                names.push(ip);
+            }
+        }
+        names
+    }
+
+    /// Where plain HTTP redirects to HTTPS, if anywhere: the address, and whether it was asked
+    /// for (an address the operator chose must bind; the default may fail with a warning).
+    pub fn redirect_address(&self) -> Result<Option<(SocketAddr, bool)>, ConfigError> {
+        match self.redirect_listen.as_deref() {
+            Some("off") => Ok(None),
+            Some(address) => address
+                .parse()
+                .map(|address| Some((address, true)))
+                .map_err(|_| {
+                    ConfigError::Tls(format!(
+                        "--redirect-listen {address:?} is not an address and port (or off)"
+                    ))
+                }),
+            None => Ok(Some((SocketAddr::new(self.listen.ip(), 80), false))),
+        }
     }
 
     /// A configuration for tests: listen on ephemeral loopback ports, room names in memory,

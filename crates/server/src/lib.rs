@@ -18,6 +18,7 @@ mod rate;
 mod rooms;
 mod secrets;
 mod session;
+pub mod tls;
 mod web;
 
 use std::future::Future;
@@ -72,11 +73,40 @@ struct AppState {
 
 /// Serves HTTP and WebSocket signaling on `listener` until `shutdown` resolves, then tells every
 /// connected peer (close 1001) and returns once their sockets are closed or after a few seconds.
+/// HTTPS as the configuration says ([`Config::tls`]); see [`serve_with`] to set it up first.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = start_tls(&config)?;
+    serve_with(listener, tls, config, shutdown).await
+}
+
+/// Sets up HTTPS as the configuration says, or `None` for plain HTTP. The binary calls it before
+/// printing its URL, to print the self-signed certificate's fingerprint beside it.
+pub fn start_tls(config: &Config) -> std::io::Result<Option<tls::Tls>> {
+    let Some(source) = config.tls().map_err(std::io::Error::other)? else {
+        return Ok(None);
+    };
+    tls::Tls::start(&source)
+        .map(Some)
+        .map_err(std::io::Error::other)
+}
+
+/// [`serve`] with HTTPS already set up (`tls`), or plain HTTP.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<tls::Tls>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let https_port = listener.local_addr()?.port();
+    let redirect = if tls.is_some() {
+        bind_redirect(&config).await?
+    } else {
+        None
+    };
     let sfu = natter_sfu::start(&DriverConfig {
         listen: config.rtc_listen.clone(),
         udp_port: config.rtc_port,
@@ -176,13 +206,21 @@ pub async fn serve(
             state.stopping.send_replace(true);
         }
     };
-    // Signaling is small messages that must go out at once: without TCP_NODELAY, Nagle's
-    // algorithm holds a frame back while an earlier one awaits its (delayed) acknowledgement.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
+    if let Some(redirect) = redirect {
+        let mut stopped = state.stopping.subscribe();
+        tokio::spawn(async move {
+            let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
+                redirect_to_https(&headers, &uri, https_port)
+            });
+            let _ = axum::serve(redirect, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stopping| *stopping).await;
+                })
+                .await;
+        });
+    }
+    // The TLS listener's own connect info is the peer address, as TcpListener's is.
+    let listener = tls::Listener::new(listener, tls)?.tap_io(|_| {});
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -193,6 +231,73 @@ pub async fn serve(
     let all = state.max_connections;
     let _ = tokio::time::timeout(SHUTDOWN_DRAIN, state.connections.acquire_many(all)).await;
     Ok(())
+}
+
+/// Binds the plain-HTTP listener that redirects to HTTPS, if there is to be one.
+async fn bind_redirect(config: &Config) -> std::io::Result<Option<TcpListener>> {
+    let Some((address, asked)) = config.redirect_address().map_err(std::io::Error::other)? else {
+        return Ok(None);
+    };
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error) if !asked => {
+            tracing::warn!(%error, port = address.port(), "plain HTTP is not redirected to HTTPS (--redirect-listen)");
+            Ok(None)
+        }
+        Err(error) => Err(std::io::Error::new(
+            error.kind(),
+            format!("binding --redirect-listen {address}: {error}"),
+        )),
+    }
+}
+
+/// A 308 to the same path over HTTPS on `https_port`. The host comes from the request (only a
+/// well-formed one: letters, digits, dots, dashes, or a bracketed IPv6 address), so the
+/// redirect can lead nowhere but to a host of the client's own choosing.
+fn redirect_to_https(headers: &HeaderMap, uri: &Uri, https_port: u16) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(|host| strip_port(host.trim()))
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && (host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                    || (host.starts_with('[')
+                        && host.ends_with(']')
+                        && host[1..host.len() - 1]
+                            .parse::<std::net::Ipv6Addr>()
+                            .is_ok()))
+        });
+    let Some(host) = host else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "This server speaks HTTPS; the request named no host.",
+        )
+            .into_response();
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    let location = format!("https://{host}{port}{path}");
+    let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `example.org:80` → `example.org`, `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 async fn index(headers: HeaderMap) -> Response {

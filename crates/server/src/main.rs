@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use natter_server::config::ConfigError;
-use natter_server::{Config, serve};
+use natter_server::{Config, serve_with, start_tls};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
     // Settings that must fit together are refused before anything is bound or announced.
     config.ice()?;
     config.luna()?;
+    config.tls()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -33,14 +34,27 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let shown = if address.ip().is_unspecified() {
-            format!("http://localhost:{}/", address.port())
-        } else {
-            format!("http://{address}/")
+        let tls = start_tls(&config).context("setting up HTTPS")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let host = match (config.acme_domains.first(), address.ip()) {
+            (Some(domain), _) => domain.clone(),
+            (None, ip) if ip.is_unspecified() => "localhost".to_owned(),
+            (None, std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            (None, ip) => ip.to_string(),
+        };
+        let port = match (scheme, address.port()) {
+            ("https", 443) | ("http", 80) => String::new(),
+            (_, port) => format!(":{port}"),
         };
         // On stdout, so scripts (and the browser tests) can read the URL.
-        println!("Natter is running. Open {shown} in a browser.");
-        serve(listener, config, shutdown_signal())
+        println!("Natter is running. Open {scheme}://{host}{port}/ in a browser.");
+        if let Some(fingerprint) = tls.as_ref().and_then(|tls| tls.fingerprint.as_deref()) {
+            println!(
+                "Its self-signed certificate's SHA-256 fingerprint is {fingerprint}: \
+                 check that your browser shows the same before you accept it."
+            );
+        }
+        serve_with(listener, tls, config, shutdown_signal())
             .await
             .context("serving")
     })

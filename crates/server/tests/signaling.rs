@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "server/https.rs"]
+mod https;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -83,6 +83,21 @@ pub struct Config {
     #[arg(long, env = "NATTER_REDIRECT_LISTEN", value_name = "ADDR|off")]
     pub redirect_listen: Option<String>,
 
+    /// Serve `/metrics` (Prometheus text format) on a listener of its own, e.g.
+    /// `127.0.0.1:9100`: keep it off the public network.
+    #[arg(long, env = "NATTER_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Serve `/metrics` on the public listener too, to requests with `Authorization: Bearer
+    /// <TOKEN>`. Prefer the environment or --metrics-token-file to a flag.
+    #[arg(long, env = "NATTER_METRICS_TOKEN", hide_env_values = true, value_name = "TOKEN",
+          value_parser = parse_metrics_token)]
+    pub metrics_token: Option<MetricsToken>,
+
+    /// A file holding the metrics token (surrounding white space is ignored).
+    #[arg(long, env = "NATTER_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+
     /// STUN URL handed to browsers for connecting peer to peer (repeatable, or comma-separated
     /// in the environment), e.g. `stun:stun.example.org:3478`. None by default: browsers on the
     /// same network connect without one.
@@ -360,6 +375,25 @@ fn parse_turn_password(text: &str) -> Result<TurnSecret, String> {
     TurnSecret::new(text).ok_or_else(|| "the TURN password is empty".to_owned())
 }
 
+/// The bearer token for `/metrics` on the public listener; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(hidden)")
+    }
+}
+
+fn parse_metrics_token(text: &str) -> Result<MetricsToken, String> {
+    let token = text.trim();
+    if token.len() < 16 {
+        Err("the metrics token must be at least 16 characters".to_owned())
+    } else {
+        Ok(MetricsToken(token.to_owned()))
+    }
+}
+
 fn parse_api_key(text: &str) -> Result<ApiKey, String> {
     let key = text.trim();
     if key.is_empty() {
@@ -406,6 +440,9 @@ pub enum ConfigError {
     /// The HTTPS settings do not fit together.
     #[error("{0}")]
     Tls(String),
+    /// The metrics token cannot be read or is too short.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 /// Largest accepted `--max-file-size`: 1 TiB is beyond any browser's storage quota anyway.
@@ -629,6 +666,17 @@ impl Config {
             }
         }
         names
+    }
+
+    /// The token that opens `/metrics` on the public listener, if any (from the flag or file).
+    pub fn metrics_token(&self) -> Result<Option<MetricsToken>, ConfigError> {
+        flag_or_file(
+            &self.metrics_token,
+            self.metrics_token_file.as_deref(),
+            "give --metrics-token or --metrics-token-file, not both",
+            parse_metrics_token,
+        )
+        .map_err(ConfigError::Metrics)
     }
 
     /// Where plain HTTP redirects to HTTPS, if anywhere: the address, and whether it was asked

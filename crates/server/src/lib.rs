@@ -12,6 +12,7 @@ pub mod config;
 mod guard;
 pub mod ice;
 pub mod luna;
+pub mod metrics;
 mod names;
 pub mod pow;
 mod rate;
@@ -69,6 +70,9 @@ struct AppState {
     connections: Arc<Semaphore>,
     max_connections: u32,
     next_session: AtomicU64,
+    metrics: Arc<metrics::Metrics>,
+    /// Opens `/metrics` on the public listener; without it that path is not found there.
+    metrics_token: Option<config::MetricsToken>,
 }
 
 /// Serves HTTP and WebSocket signaling on `listener` until `shutdown` resolves, then tells every
@@ -154,6 +158,8 @@ pub async fn serve_with(
         None => None,
     };
     let assistant = luna.is_some();
+    let metrics_token = config.metrics_token().map_err(std::io::Error::other)?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let ice = config.ice().map_err(std::io::Error::other)?;
     if ice.has_turn() {
         // Only how many: the URLs are the operator's business, the secret nobody's.
@@ -171,6 +177,7 @@ pub async fn serve_with(
             pair_server_relay: config.pair_server_relay,
             max_file_bytes: config.max_file_size,
             luna,
+            metrics: Arc::clone(&metrics),
         },
         Arc::clone(&guard),
     );
@@ -184,6 +191,8 @@ pub async fn serve_with(
         connections: Arc::new(Semaphore::new(config.max_connections as usize)),
         max_connections: config.max_connections,
         next_session: AtomicU64::new(1),
+        metrics,
+        metrics_token,
     });
     let app = Router::new()
         .route("/", get(index))
@@ -192,6 +201,7 @@ pub async fn serve_with(
         .route("/n/{name}", get(named_page))
         .route("/check", get(check_page))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(public_metrics))
         .route("/ws", get(websocket))
         .fallback(get(static_file))
         .layer(CompressionLayer::new())
@@ -206,6 +216,25 @@ pub async fn serve_with(
             state.stopping.send_replace(true);
         }
     };
+    if let Some(address) = config.metrics_listen {
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("binding --metrics-listen {address}: {error}"),
+            )
+        })?;
+        let mut stopped = state.stopping.subscribe();
+        let metrics_app = Router::new()
+            .route("/metrics", get(private_metrics))
+            .with_state(Arc::clone(&state));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, metrics_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stopping| *stopping).await;
+                })
+                .await;
+        });
+    }
     if let Some(redirect) = redirect {
         let mut stopped = state.stopping.subscribe();
         tokio::spawn(async move {
@@ -385,6 +414,50 @@ async fn static_file(uri: Uri, headers: HeaderMap) -> Response {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     web::asset(path, &headers)
+}
+
+/// `/metrics` on its own listener (`--metrics-listen`): no token, the address is the guard.
+async fn private_metrics(State(state): State<Arc<AppState>>) -> Response {
+    metrics_response(&state).await
+}
+
+/// `/metrics` on the public listener: only with the configured bearer token.
+async fn public_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(expected) = &state.metrics_token else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !metrics::token_matches(presented.trim(), &expected.0) {
+        let mut response = (StatusCode::UNAUTHORIZED, "a bearer token is needed").into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    metrics_response(&state).await
+}
+
+async fn metrics_response(state: &AppState) -> Response {
+    let snapshot = metrics::Snapshot {
+        connections: u64::from(state.max_connections)
+            .saturating_sub(state.connections.available_permits() as u64),
+        pow_difficulty: state.guard.challenges.current_difficulty(),
+        // A busy relay answers within a moment; a stuck one must not hold up the scrape.
+        relay: tokio::time::timeout(Duration::from_secs(1), state.sfu.stats())
+            .await
+            .ok()
+            .flatten(),
+    };
+    let mut response = state.metrics.render(&snapshot).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
     config.ice()?;
     config.luna()?;
     config.tls()?;
+    config.metrics_token()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

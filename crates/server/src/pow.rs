@@ -112,8 +112,7 @@ impl ChallengeIssuer {
         self.base_difficulty > 0
     }
 
-    /// The difficulty of challenges issued now, given the last window's demand.
-    #[cfg(test)]
+    /// The difficulty of challenges issued now, given the last window's demand (`/metrics`).
     pub fn current_difficulty(&self) -> u64 {
         let rate = lock(&self.load).last_rate;
         self.base_difficulty * self.load_factor(rate)

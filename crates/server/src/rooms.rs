@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::guard::Guard;
 use crate::ice::IceConfig;
 use crate::luna::{Luna, LunaMemory, PieceSink, ReplyCap, Turn, failure_text};
+use crate::metrics::Metrics;
 use crate::{secrets, unix_now};
 
 /// Commands a room task accepts before pushing back on senders.
@@ -124,6 +125,8 @@ pub(crate) struct RoomSettings {
     pub max_file_bytes: u64,
     /// The assistant, if the server has one.
     pub luna: Option<Arc<Luna>>,
+    /// Operators' counters: rooms and people by kind, Luna's calls, join times.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a join did not reach a room.
@@ -153,6 +156,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Operators' counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.settings.metrics
+    }
+
     /// Whether pair rooms may fall back to the media relay.
     pub fn pair_server_relay(&self) -> bool {
         self.settings.pair_server_relay
@@ -482,8 +490,11 @@ impl RoomTask {
             reply,
             question: id,
         };
+        let metrics = Arc::clone(&self.settings.metrics);
         tokio::spawn(async move {
-            let last = match luna.reply(&turns, &mut sink).await {
+            let answer = luna.reply(&turns, &mut sink).await;
+            metrics.luna_call(answer.is_err());
+            let last = match answer {
                 Ok(_) => sink.command(String::new(), true, None),
                 Err(failure) => sink.command(failure_text(failure, per_hour), true, Some(failure)),
             };
@@ -568,6 +579,11 @@ async fn run_room(
         replies: ReplyCap::new(per_hour),
         answering: None,
     };
+    // Counted here, the one place that sees the room's whole life and every membership change.
+    let kind = task.room.policy().kind;
+    let metrics = Arc::clone(&task.settings.metrics);
+    metrics.room(kind, 1);
+    let mut counted = 0;
     loop {
         let deadline = task.room.poll_timeout();
         tokio::select! {
@@ -579,10 +595,15 @@ async fn run_room(
             () = sleep_until(deadline) => task.room.handle_timeout(Instant::now().into_std()),
         }
         task.flush();
+        let people = i64::try_from(task.room.len()).unwrap_or(i64::MAX);
+        metrics.people(kind, people - counted);
+        counted = people;
         if task.room.is_empty() && registry.retire_if_idle(&task.room_id, &inbox) {
             break;
         }
     }
+    metrics.people(kind, -counted);
+    metrics.room(kind, -1);
     tracing::debug!(rooms = registry.len(), "room closed");
 }
 

@@ -90,6 +90,8 @@ struct Session {
     ever_joined: bool,
     /// Joins with a missing or wrong proof so far.
     bad_proofs: u32,
+    /// When the WebSocket opened: join times are measured from here.
+    opened: Instant,
 }
 
 /// Runs the session until the socket closes or the server shuts down.
@@ -123,6 +125,7 @@ pub(crate) async fn run(
         last_rate_error: None,
         ever_joined: false,
         bad_proofs: 0,
+        opened: start,
     };
     let mut ping = tokio::time::interval_at(start + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = start;
@@ -598,7 +601,10 @@ impl Session {
         };
         let joined = match self.registry.join(&room_id, command) {
             Ok(sender) => match result.await {
-                Ok(Ok(kind)) => Ok((sender, kind)),
+                Ok(Ok(kind)) => {
+                    self.registry.metrics().joined(self.opened.elapsed());
+                    Ok((sender, kind))
+                }
                 Ok(Err(code)) => Err(Refused::from(code)),
                 Err(_) => Err(Refused::from(ErrorCode::Internal)),
             },

@@ -7,6 +7,8 @@ mod support;
 
 #[path = "server/https.rs"]
 mod https;
+#[path = "server/metrics.rs"]
+mod metrics;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -415,27 +415,34 @@ struct Driver {
     reply_from: HashMap<IpAddr, IpAddr>,
     delivers: HashMap<ClientId, Deliver>,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    send_failures: u64,
+    /// Socket-level counters (packets and bytes each way, drops), reported with the SFU's own.
+    traffic: SfuStats,
 }
 
 impl Driver {
     fn flush(&mut self) {
         while let Some(output) = self.sfu.poll_output() {
             match output {
-                Output::Transmit(transmit) => match transmit.proto {
-                    Protocol::Udp => {
+                Output::Transmit(transmit) => {
+                    let sent = match transmit.proto {
                         // Like any UDP sender, drop the datagram when the kernel buffer is full.
-                        if !self.send_udp(transmit.source, transmit.destination, &transmit.contents)
-                        {
-                            self.send_failures += 1;
+                        Protocol::Udp => {
+                            self.send_udp(transmit.source, transmit.destination, &transmit.contents)
                         }
+                        _ => self
+                            .tcp_writers
+                            .get(&transmit.destination)
+                            .is_some_and(|writer| {
+                                writer.try_send(transmit.contents.to_vec()).is_ok()
+                            }),
+                    };
+                    if sent {
+                        self.traffic.packets_out += 1;
+                        self.traffic.bytes_out += transmit.contents.len() as u64;
+                    } else {
+                        self.traffic.packets_dropped += 1;
                     }
-                    _ => {
-                        if let Some(writer) = self.tcp_writers.get(&transmit.destination) {
-                            let _ = writer.try_send(transmit.contents.to_vec());
-                        }
-                    }
-                },
+                }
                 Output::Signal { client, message } => {
                     if let Some(deliver) = self.delivers.get(&client)
                         && !deliver(message)
@@ -447,6 +454,19 @@ impl Driver {
                     tracing::debug!(client = client.0, "media connection ended");
                 }
             }
+        }
+    }
+
+    /// The SFU's counters with the driver's own.
+    fn stats(&self) -> SfuStats {
+        SfuStats {
+            clients: self.sfu.client_count() as u64,
+            packets_in: self.traffic.packets_in,
+            bytes_in: self.traffic.bytes_in,
+            packets_out: self.traffic.packets_out,
+            bytes_out: self.traffic.bytes_out,
+            packets_dropped: self.traffic.packets_dropped,
+            ..self.sfu.stats()
         }
     }
 
@@ -511,6 +531,8 @@ impl Driver {
             // each `stride` bytes long but the last.
             let stride = meta.stride.max(1);
             for datagram in buffer[..meta.len.min(buffer.len())].chunks(stride) {
+                self.traffic.packets_in += 1;
+                self.traffic.bytes_in += datagram.len() as u64;
                 self.sfu
                     .handle_receive(now, Protocol::Udp, meta.addr, destination, datagram);
             }
@@ -543,7 +565,7 @@ impl Driver {
                 self.delivers.remove(&client);
             }
             Command::Stats { reply } => {
-                let _ = reply.send(self.sfu.stats());
+                let _ = reply.send(self.stats());
             }
         }
     }
@@ -566,7 +588,7 @@ async fn run(
         reply_from: HashMap::new(),
         delivers: HashMap::new(),
         tcp_writers: HashMap::new(),
-        send_failures: 0,
+        traffic: SfuStats::default(),
     };
     let (tcp_in, mut tcp_packets) =
         mpsc::channel::<(SocketAddr, SocketAddr, Option<Vec<u8>>)>(1024);
@@ -599,6 +621,8 @@ async fn run(
             }
             Some((remote, local, packet)) = tcp_packets.recv() => match packet {
                 Some(packet) => {
+                    driver.traffic.packets_in += 1;
+                    driver.traffic.bytes_in += packet.len() as u64;
                     driver.sfu.handle_receive(Instant::now(), Protocol::Tcp, remote, local, &packet);
                 }
                 None => {
@@ -607,14 +631,14 @@ async fn run(
             },
             () = tokio::time::sleep_until(deadline) => driver.sfu.handle_timeout(Instant::now()),
             _ = report.tick() => {
-                let stats = driver.sfu.stats();
+                let stats = driver.stats();
                 tracing::debug!(
-                    clients = driver.sfu.client_count(),
+                    clients = stats.clients,
                     forwarded = stats.forwarded,
                     relayed = stats.relayed,
                     relay_dropped = stats.relay_dropped,
                     failed = stats.failed,
-                    send_failures = driver.send_failures,
+                    send_failures = stats.packets_dropped,
                     "media relay"
                 );
             }

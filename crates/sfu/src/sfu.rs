@@ -99,6 +99,18 @@ pub struct SfuStats {
     pub relay_dropped: u64,
     /// Connections closed because their `Rtc` failed or panicked.
     pub failed: u64,
+    /// Browsers connected now (filled in by the driver, like the socket counters below).
+    pub clients: u64,
+    /// Datagrams and ICE-TCP frames received.
+    pub packets_in: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams and ICE-TCP frames sent.
+    pub packets_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams and frames that could not be sent (a full socket buffer or queue).
+    pub packets_dropped: u64,
 }
 
 struct Client {

@@ -5,6 +5,8 @@
 
 mod support;
 
+#[path = "server/deploy.rs"]
+mod deploy;
 #[path = "server/https.rs"]
 mod https;
 #[path = "server/metrics.rs"]

@@ -259,7 +259,7 @@ fn self_signed_files(data_dir: &Path, names: &[String]) -> Result<(PathBuf, Path
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(&dir).map_err(|error| file_error(&dir, error))?;
+    private_dir(&dir)?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|error| TlsError::SelfSigned(error.to_string()))?;
     params
@@ -280,6 +280,19 @@ fn self_signed_files(data_dir: &Path, names: &[String]) -> Result<(PathBuf, Path
     Ok((cert, key))
 }
 
+/// Creates a directory only its owner may enter (it holds private keys), or narrows an existing
+/// one to that.
+fn private_dir(dir: &Path) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(|error| file_error(dir, error))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|error| file_error(dir, error))?;
+    }
+    Ok(())
+}
+
 /// Writes a file that only its owner may read (a private key).
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
@@ -296,6 +309,10 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
 
 /// Starts obtaining (or loading the kept) certificate over ACME, and renewing it, in a task.
 fn start_acme(settings: &AcmeSettings) -> Result<Tls, TlsError> {
+    // rustls-acme writes the account key and the certificate's key with the default mode: the
+    // directory keeps them from other users.
+    let cache = settings.data_dir.join(ACME_DIR);
+    private_dir(&cache)?;
     let mut config = rustls_acme::AcmeConfig::new(&settings.domains);
     if let Some(ca) = &settings.directory_ca {
         let mut roots = RootCertStore::empty();

@@ -5,6 +5,8 @@
 
 mod support;
 
+#[path = "server/acme.rs"]
+mod acme;
 #[path = "server/deploy.rs"]
 mod deploy;
 #[path = "server/https.rs"]

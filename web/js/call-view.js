@@ -18,6 +18,40 @@ export const callButtons = () => ({
   leave: /** @type {HTMLButtonElement} */ (element('call-leave')),
 });
 
+/**
+ * Whether this page may capture a microphone, camera or screen at all: browsers offer
+ * getUserMedia and getDisplayMedia only to secure pages (https, or this computer's own address).
+ * On a plain-http page chat and files still work; the device buttons say why calls cannot.
+ */
+export const devicesAllowed = window.isSecureContext;
+
+/**
+ * On a page that may not capture devices: the microphone, camera and screen buttons keep their
+ * names and stay focusable (so the reason is reached from the keyboard too), but are
+ * aria-disabled and described by the page's sentence on HTTPS, which is shown. They get no
+ * click handlers.
+ * @param {ReturnType<typeof callButtons>} buttons
+ */
+export function explainNoDevices(buttons) {
+  const reason = element('calls-need-https');
+  reason.hidden = false;
+  for (const button of [buttons.mic, buttons.camera, buttons.screen]) {
+    button.disabled = false;
+    button.removeAttribute('title');
+    button.setAttribute('aria-disabled', 'true');
+    button.setAttribute('aria-describedby', reason.id);
+  }
+}
+
+/**
+ * Enables or disables a device button; on a page that may not capture devices it stays as
+ * explainNoDevices left it.
+ * @param {HTMLButtonElement} button @param {boolean} enabled
+ */
+export function setDeviceButton(button, enabled) {
+  if (devicesAllowed) button.disabled = !enabled;
+}
+
 export class CallView {
   buttons = callButtons();
   status = element('call-status');
@@ -55,16 +89,20 @@ export class CallView {
   /** @param {Call} call */
   constructor(call) {
     this.call = call;
-    this.buttons.mic.addEventListener('click', () => call.toggle('mic'));
-    this.buttons.camera.addEventListener('click', () => call.toggle('camera'));
-    this.buttons.screen.addEventListener('click', () => call.toggle('screen'));
+    if (devicesAllowed) {
+      this.buttons.mic.addEventListener('click', () => call.toggle('mic'));
+      this.buttons.camera.addEventListener('click', () => call.toggle('camera'));
+      this.buttons.screen.addEventListener('click', () => call.toggle('screen'));
+    } else explainNoDevices(this.buttons);
+    // Listening needs no device: "Leave call" works on any page.
     this.buttons.leave.addEventListener('click', () => (call.left ? call.rejoin() : call.leave()));
     this.soundButton.addEventListener('click', () => this.#playAudio());
     for (const video of Object.values(this.videos)) {
       video.addEventListener('dblclick', () => this.#toggleFullscreen(video));
     }
-    // Screen sharing needs getDisplayMedia, which phones lack.
-    if (!navigator.mediaDevices?.getDisplayMedia) this.buttons.screen.hidden = true;
+    // Screen sharing needs getDisplayMedia, which phones lack. (A plain-http page has no
+    // mediaDevices at all: there the button stays, saying why it does nothing.)
+    if (devicesAllowed && !navigator.mediaDevices?.getDisplayMedia) this.buttons.screen.hidden = true;
     const speakerChoice = element('speaker-choice');
     if (!('setSinkId' in HTMLMediaElement.prototype)) speakerChoice.hidden = true;
     this.selects.mic.addEventListener('change', () => this.#choose('mic'));
@@ -88,11 +126,11 @@ export class CallView {
     setPressed(this.buttons.camera, Boolean(camera));
     setPressed(this.buttons.screen, Boolean(screen));
     setPressed(this.buttons.leave, call.left);
-    this.buttons.mic.disabled = !usable || call.starting.has('mic');
-    this.buttons.camera.disabled = !usable || call.starting.has('camera');
-    this.buttons.screen.disabled = !usable || call.starting.has('screen');
+    setDeviceButton(this.buttons.mic, usable && !call.starting.has('mic'));
+    setDeviceButton(this.buttons.camera, usable && !call.starting.has('camera'));
+    setDeviceButton(this.buttons.screen, usable && !call.starting.has('screen'));
     this.buttons.leave.disabled = !call.inCall && !call.left;
-    this.buttons.mic.title = mic ? (call.micMuted ? 'Unmute' : 'Mute') : 'Start the microphone';
+    if (devicesAllowed) this.buttons.mic.title = mic ? (call.micMuted ? 'Unmute' : 'Mute') : 'Start the microphone';
 
     const summary = callSummary(call, this.otherName);
     if (this.status.textContent !== summary) this.status.textContent = summary;

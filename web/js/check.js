@@ -45,7 +45,7 @@ async function run() {
   const url = new URL('/ws', location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   try {
-    const results = await runChecks({ url: url.href, report: show });
+    const results = await runChecks({ url: url.href, secure: window.isSecureContext, report: show });
     summaryLine.textContent = summary(results);
   } catch (error) {
     summaryLine.textContent = `The check itself failed: ${error instanceof Error ? error.message : String(error)}`;

@@ -1,4 +1,5 @@
-// The connection check (/check): can this browser reach the server, its STUN and TURN servers and
+// The connection check (/check): may this page use a microphone and camera at all (only secure
+// pages may), can this browser reach the server, its STUN and TURN servers and
 // its media relay, over UDP or only TCP, and which kinds of ICE candidates does it gather? Each
 // result is a plain sentence and, where something fails, what to do about it. No DOM here: the
 // page (check.js) shows the results.
@@ -69,11 +70,29 @@ const CANDIDATE_NAMES = Object.freeze({
 });
 
 /**
+ * The result for calls on this page: browsers give a microphone, camera or screen only to secure
+ * pages (https, or this computer's own address), whatever the network allows.
+ * @param {boolean} secure the page's `isSecureContext`
+ * @returns {CheckResult}
+ */
+export function callsResult(secure) {
+  const label = 'Calls (microphone, camera, screen)';
+  return secure
+    ? { id: 'secure', label, outcome: 'ok', text: 'This page is secure, so the browser allows calls on it.', fix: '' }
+    : {
+        id: 'secure', label, outcome: 'fail',
+        text: 'Calls need a secure (HTTPS) page, and this one is plain HTTP. Chat and files still work.',
+        fix: 'Whoever runs this server can turn on HTTPS: natter --tls-self-signed on a LAN, --tls-cert/--tls-key with a certificate, or --acme-domain for a public name.',
+      };
+}
+
+/**
  * Runs every check, reporting each result as soon as it is known (first as `running`).
- * @param {{ url: string, report: (result: CheckResult) => void }} options `url`: the WebSocket URL
+ * @param {{ url: string, secure: boolean, report: (result: CheckResult) => void }} options `url`:
+ *   the WebSocket URL; `secure`: the page's `isSecureContext`
  * @returns {Promise<CheckResult[]>} the final results
  */
-export async function runChecks({ url, report }) {
+export async function runChecks({ url, secure, report }) {
   /** @type {Map<string, CheckResult>} */
   const results = new Map();
   /** @param {CheckResult} result */
@@ -84,6 +103,7 @@ export async function runChecks({ url, report }) {
   /** @param {string} id @param {string} label */
   const running = (id, label) => set({ id, label, outcome: 'running', text: 'Checking…', fix: '' });
 
+  set(callsResult(secure));
   running('server', 'Server connection (WebSocket)');
   const started = performance.now();
   const session = await joinAlone(url);
@@ -334,17 +354,25 @@ async function checkCandidates(iceServers, set, running) {
 }
 
 /**
- * One sentence on what the results mean for a conversation.
+ * What the results mean for a conversation: one sentence on the network, and one more when
+ * this page cannot make calls.
  * @param {CheckResult[]} results
  */
 export function summary(results) {
+  const insecure = results.some((result) => result.id === 'secure' && result.outcome === 'fail');
+  const network = networkSummary(results, insecure);
+  return insecure ? `${network} Calls cannot work on this page: it is plain HTTP, not HTTPS.` : network;
+}
+
+/** @param {CheckResult[]} results @param {boolean} insecure not "Everything works" then */
+function networkSummary(results, insecure) {
   const by = new Map(results.map((result) => [result.id, result.outcome]));
   if (by.get('server') === 'fail') return 'Natter cannot work on this network: the server is unreachable.';
   const turn = [...by].filter(([id]) => id.startsWith('turn-')).map(([, outcome]) => outcome);
   const turnOk = turn.includes('ok');
   const relayOk = by.get('relay') === 'ok' || by.get('relay') === 'warn';
   if (by.get('stun') === 'ok' && by.get('relay') === 'ok' && !turn.includes('fail')) {
-    return 'Everything works: direct connections should succeed from here.';
+    return `${insecure ? 'The network is open' : 'Everything works'}: direct connections should succeed from here.`;
   }
   if (turnOk || relayOk) {
     return 'Natter will work, though a direct connection may not: conversations will go through a relay.';

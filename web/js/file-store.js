@@ -1,6 +1,8 @@
 // The page's side of file-worker.js: hashing files before they are offered, and keeping received
 // files in the origin private file system. Received files are read back as disk-backed File
-// objects, so showing or downloading one never loads it into memory.
+// objects, so showing or downloading one never loads it into memory. (A page that is not a
+// secure context has no such file system: the worker keeps its received files, and hands them
+// over as blobs.)
 
 const WORKER_URL = '/js/file-worker.js';
 const ROOT = 'natter-files';
@@ -55,11 +57,18 @@ export class FileHasher {
 /** Received files of one room, on disk. */
 export class FileStore {
   #worker = new Worker(WORKER_URL, { type: 'module' });
+  #nextRead = 1;
+  /** Reads of files the worker keeps in memory, waiting for its answer. @type {Map<number, (blob: Blob | null) => void>} */
+  #reads = new Map();
 
   /** @param {string} room @param {(event: StorageEvent) => void} onEvent */
   constructor(room, onEvent) {
     this.room = room;
-    this.#worker.onmessage = ({ data }) => onEvent(data);
+    this.#worker.onmessage = ({ data }) => {
+      if (data.op !== 'read') return onEvent(data);
+      this.#reads.get(data.request)?.(data.blob);
+      this.#reads.delete(data.request);
+    };
   }
 
   /** Opens an incoming file; answered by an "opened" event with the chunks already stored.
@@ -94,6 +103,14 @@ export class FileStore {
 
   /** A received, verified file as a disk-backed File, or null if it is gone. @param {string} id */
   async read(id) {
+    if (!navigator.storage?.getDirectory) {
+      const request = this.#nextRead++;
+      const blob = await new Promise((resolve) => {
+        this.#reads.set(request, resolve);
+        this.#worker.postMessage({ op: 'read', room: this.room, id, request });
+      });
+      return blob ? new File([blob], id) : null;
+    }
     try {
       const root = await navigator.storage.getDirectory();
       const room = await (await root.getDirectoryHandle(ROOT)).getDirectoryHandle(this.room);

@@ -3,7 +3,9 @@
 // - "hash": the SHA-256 of a File the person is about to send, read slice by slice;
 // - storage of received files in the origin private file system (OPFS) under
 //   natter-files/<room>/<transfer id>, written chunk by chunk through a synchronous access handle
-//   (only workers get those) and hashed as the chunks arrive.
+//   (only workers get those) and hashed as the chunks arrive. A page that is not a secure context
+//   (plain http on a LAN address) has no OPFS: there received files are kept in this worker's
+//   memory instead (see MemoryFile).
 // Requests are handled one at a time, in order, except "abort", which is handled at once.
 
 import { Sha256 } from './sha256.js';
@@ -40,6 +42,50 @@ const REPORT_EVERY_CHUNKS = 64;
 
 /** Files being received, by transfer id. @type {Map<string, OpenFile>} */
 const open = new Map();
+
+/** No origin private file system here (only secure contexts have one): files stay in memory. */
+const inMemory = !navigator.storage?.getDirectory;
+
+/**
+ * A received file kept in memory, with the parts of a SyncAccessHandle that receiving uses. Its
+ * bytes are blobs, which the browser may keep on disk; they last as long as the page. Written in
+ * order only, and reopened empty: a transfer cut short starts again from its first chunk.
+ */
+class MemoryFile {
+  /** @type {Blob[]} */
+  parts = [];
+  size = 0;
+
+  /** @param {Uint8Array} bytes @param {{ at: number }} options */
+  write(bytes, { at }) {
+    if (at !== this.size) throw new Error('a file in memory is written in order');
+    // write() below fills an ordinary (not shared) ArrayBuffer.
+    this.parts.push(new Blob([/** @type {Uint8Array<ArrayBuffer>} */ (bytes)]));
+    this.size += bytes.length;
+    return bytes.length;
+  }
+
+  getSize() {
+    return this.size;
+  }
+
+  /** Never needed: a file in memory is only ever opened empty. */
+  read() {
+    return 0;
+  }
+
+  truncate() {}
+
+  /** Done writing: one blob instead of one per write. */
+  close() {
+    this.parts = [new Blob(this.parts)];
+  }
+}
+
+/** Received files kept in memory, by room and transfer id. @type {Map<string, MemoryFile>} */
+const memoryFiles = new Map();
+/** @param {string} room @param {string} id */
+const memoryKey = (room, id) => `${room}/${id}`;
 /** Hash jobs the page no longer wants. @type {Set<number>} */
 const aborted = new Set();
 
@@ -93,9 +139,16 @@ async function syncHandle(fileHandle) {
  */
 async function openFile({ room, id, size, sha256 }) {
   close(id);
-  const directory = await roomDirectory(room, true);
-  const fileHandle = await directory.getFileHandle(id, { create: true });
-  const handle = await syncHandle(fileHandle);
+  /** @type {SyncAccessHandle} */
+  let handle;
+  if (inMemory) {
+    const file = new MemoryFile();
+    memoryFiles.set(memoryKey(room, id), file);
+    handle = file;
+  } else {
+    const directory = await roomDirectory(room, true);
+    handle = await syncHandle(await directory.getFileHandle(id, { create: true }));
+  }
   const total = chunkCount(size);
   const length = handle.getSize();
   // A partial last chunk (a write cut short) is dropped and asked for again.
@@ -164,6 +217,10 @@ function close(id) {
 /** @param {string} room @param {string} id */
 async function removeFile(room, id) {
   close(id);
+  if (inMemory) {
+    memoryFiles.delete(memoryKey(room, id));
+    return;
+  }
   try {
     await (await roomDirectory(room, false)).removeEntry(id);
   } catch {
@@ -173,6 +230,14 @@ async function removeFile(room, id) {
 
 /** Deletes the room's files except `keep` (files still in history or still arriving). @param {string} room @param {string[]} keep */
 async function prune(room, keep) {
+  if (inMemory) {
+    const wanted = new Set(keep);
+    for (const key of memoryFiles.keys()) {
+      const [inRoom, id] = key.split('/');
+      if (inRoom === room && !wanted.has(id) && !open.has(id)) memoryFiles.delete(key);
+    }
+    return;
+  }
   let directory;
   try {
     directory = await roomDirectory(room, false);
@@ -202,6 +267,11 @@ async function handle(request) {
       return removeFile(request.room, request.id);
     case 'prune':
       return prune(request.room, request.keep);
+    case 'read': {
+      // Only asked where files are kept in memory: the page reads OPFS itself.
+      const file = memoryFiles.get(memoryKey(request.room, request.id));
+      return post({ op: 'read', request: request.request, blob: file && !open.has(request.id) ? new Blob(file.parts) : null });
+    }
   }
 }
 

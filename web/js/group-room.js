@@ -18,7 +18,7 @@ import { FileCards, acceptFiles, fileHandlers, offerRefusal } from './file-cards
 import { Ownership } from './moderation.js';
 import { LunaPanel } from './luna-view.js';
 import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
-import { FINAL_STATUS, finalStatus, showProofProgress } from './room-controls.js';
+import { FINAL_STATUS, RELAY_UNREACHABLE, RelayWatch, finalStatus, setStatus, showProofProgress } from './room-controls.js';
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
@@ -63,6 +63,8 @@ const self = { peer: '', name: '', state: null };
 
 /** @type {SfuLink | null} */
 let link = null;
+/** Says so when the connection to the media relay has not come up within 10 s. */
+const relayWatch = new RelayWatch(() => render());
 
 /** @type {import('./signaling.js').Signaling | null} */
 let signalingRef = null;
@@ -120,8 +122,9 @@ function render() {
   if (view.final) status = view.final;
   else if (view.channelOpen) status = STATUS.connected;
   else if (view.signaling === 'retrying') status = STATUS.unreachable;
+  else if (relayWatch.late) status = RELAY_UNREACHABLE;
   else status = STATUS.connecting;
-  if (statusLine.textContent !== status) statusLine.textContent = status;
+  setStatus(statusLine, status, status === RELAY_UNREACHABLE);
   const count = people.size;
   peerLine.textContent = count === 0 ? 'Nobody else is here yet' : `${count + 1} people here`;
   sendButton.disabled = !view.channelOpen || view.tooLong > 0;
@@ -212,9 +215,10 @@ async function main() {
           if (link !== created) return;
           view.channelOpen = open;
           if (open) {
+            relayWatch.stop();
             chat?.channelOpened();
             announceCallState();
-          }
+          } else relayWatch.start();
           render();
         },
         onData: (from, message) => {
@@ -250,6 +254,7 @@ async function main() {
       },
     );
     link = created;
+    relayWatch.start();
     call.republish();
   };
 
@@ -270,14 +275,17 @@ async function main() {
             link?.close();
             link = null;
             view.channelOpen = false;
+            relayWatch.stop();
           }
         }
         if (state === 'retrying') {
-          // The server went away (a restart ends calls): start afresh when it is back.
+          // The server went away (a restart ends calls): start afresh when it is back. Until
+          // then the status says the server is unreachable, not its relay.
           link?.close();
           link = null;
           view.channelOpen = false;
           view.speaker = null;
+          relayWatch.stop();
         }
         render();
       },

@@ -2,7 +2,7 @@
 // (video or initial, name, mute state, speaking highlight), a shared screen shown large, and one
 // audio element per person. Reads a GroupCall and the SFU link's tracks; builds no wire messages.
 
-import { callButtons, micWord, setPressed, showVideo } from './call-view.js';
+import { callButtons, devicesAllowed, explainNoDevices, micWord, setDeviceButton, setPressed, showVideo } from './call-view.js';
 import { groupCallSummary } from './group-call.js';
 
 /** @typedef {import('./group-call.js').GroupCall} GroupCall */
@@ -36,9 +36,11 @@ export class GroupView {
   /** @param {GroupCall} call */
   constructor(call) {
     this.call = call;
-    this.buttons.mic.addEventListener('click', () => call.toggle('mic'));
-    this.buttons.camera.addEventListener('click', () => call.toggle('camera'));
-    this.buttons.screen.addEventListener('click', () => call.toggle('screen'));
+    if (devicesAllowed) {
+      this.buttons.mic.addEventListener('click', () => call.toggle('mic'));
+      this.buttons.camera.addEventListener('click', () => call.toggle('camera'));
+      this.buttons.screen.addEventListener('click', () => call.toggle('screen'));
+    } else explainNoDevices(this.buttons);
     this.buttons.leave.addEventListener('click', () => call.leave());
     this.soundButton.addEventListener('click', () => {
       this.#soundBlocked = false;
@@ -57,11 +59,13 @@ export class GroupView {
     setPressed(this.buttons.mic, call.mic === 'on');
     setPressed(this.buttons.camera, call.camera);
     setPressed(this.buttons.screen, call.screen);
-    this.buttons.mic.disabled = !model.available || call.starting.has('mic');
-    this.buttons.camera.disabled = !model.available || call.starting.has('camera');
-    this.buttons.screen.disabled = !model.available || call.starting.has('screen');
+    setDeviceButton(this.buttons.mic, model.available && !call.starting.has('mic'));
+    setDeviceButton(this.buttons.camera, model.available && !call.starting.has('camera'));
+    setDeviceButton(this.buttons.screen, model.available && !call.starting.has('screen'));
     this.buttons.leave.disabled = !call.active;
-    this.buttons.mic.title = call.mic === 'off' ? 'Start the microphone' : call.mic === 'muted' ? 'Unmute' : 'Mute';
+    if (devicesAllowed) {
+      this.buttons.mic.title = call.mic === 'off' ? 'Start the microphone' : call.mic === 'muted' ? 'Unmute' : 'Mute';
+    }
 
     const summary = groupCallSummary(call, model.others);
     if (this.status.textContent !== summary) this.status.textContent = summary;

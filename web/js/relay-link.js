@@ -9,12 +9,16 @@ import * as protocol from './protocol.js';
 import { SfuLink } from './sfu-link.js';
 
 /**
+ * `onChannelState` hears whether the conversation is open (this side's channel to the relay, and
+ * the other person heard from on it); `onRelayChannel` whether this side's own channel is, whatever
+ * the other person's.
  * @typedef {{
  *   sendOffer: (sdp: string, tracks: { mid: string, source: import('./sfu-link.js').Source }[]) => boolean,
  *   onChannelState: (open: boolean) => void,
  *   onData: (message: protocol.DataMessage) => void,
  *   onFilesChannel: (channel: import('./files.js').FileChannel | null) => void,
  *   onFileData: (data: string | ArrayBuffer) => void,
+ *   onRelayChannel: (open: boolean) => void,
  *   onFailed: () => void,
  *   onMedia: () => void,
  * }} RelayLinkHandlers
@@ -50,6 +54,7 @@ export class RelayLink {
         onChannelState: (open) => {
           if (this.#closed) return;
           this.#ownOpen = open;
+          handlers.onRelayChannel(open);
           if (open) {
             // Whoever is there already answers; whoever comes later says hello in turn.
             this.sfu.sendData(protocol.relayHello(false), this.remoteId);

@@ -1,7 +1,7 @@
 // Controls both room pages have: the composer (Enter sends, Shift+Enter adds a line, the length
-// limit, typing, the emoji picker), "Share link", the name form, and the progress of the check
-// that this browser is not a bot. They talk to a Chat and to
-// the page through callbacks; they build no wire messages.
+// limit, typing, the emoji picker), "Share link", the name form, the progress of the check
+// that this browser is not a bot, and the status line (with the watch on the media relay). They
+// talk to a Chat and to the page through callbacks; they build no wire messages.
 
 import * as protocol from './protocol.js';
 import { EmojiPicker } from './emoji-picker.js';
@@ -46,6 +46,68 @@ export function finalStatus(detail) {
 
 /** @template {HTMLElement} T @param {string} id @returns {T} */
 const element = (id) => /** @type {T} */ (document.getElementById(id));
+
+/** How long a page waits for its connection to the server's media relay before saying so. */
+export const RELAY_WAIT_MS = 10_000;
+/** The status when the media relay has not answered within RELAY_WAIT_MS (a link to /check follows). */
+export const RELAY_UNREACHABLE =
+  "Cannot reach the server's media relay. Its UDP/TCP port may be blocked between you and the server.";
+const CHECK_LINK_TEXT = 'Check your connection';
+
+/**
+ * Notices a connection to the media relay that has not come up within RELAY_WAIT_MS. The page
+ * starts it when it connects (or loses its connection) to the relay and stops it once the relay
+ * answers or the page stops trying; `late` stays set until then.
+ */
+export class RelayWatch {
+  /** The relay has not answered in time (and still has not). */
+  late = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #timer;
+
+  /** @param {() => void} onLate called once the wait is over */
+  constructor(onLate) {
+    this.onLate = onLate;
+  }
+
+  /** Counts from now, unless already counting or late: a replaced connection does not reset it. */
+  start() {
+    if (this.#timer !== undefined || this.late) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.late = true;
+      this.onLate();
+    }, RELAY_WAIT_MS);
+  }
+
+  /** The relay answered, or the page no longer waits for it. */
+  stop() {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.late = false;
+  }
+}
+
+/**
+ * Sets the page's connection status (its `role="status"` line) to a sentence, followed by a link
+ * to the connection check when `withCheck`. Unchanged text is left alone, so nothing is announced twice.
+ * @param {HTMLElement} line @param {string} text @param {boolean} [withCheck]
+ */
+export function setStatus(line, text, withCheck = false) {
+  const shown = withCheck ? `${text} ${CHECK_LINK_TEXT}` : text;
+  if (line.textContent === shown && Boolean(line.querySelector('a')) === withCheck) return;
+  if (!withCheck) {
+    line.textContent = text;
+    return;
+  }
+  const link = document.createElement('a');
+  link.href = new URL('/check', location.origin).href;
+  // A new tab: the room stays open (and keeps trying) while the check runs.
+  link.target = '_blank';
+  link.rel = 'noopener';
+  link.textContent = CHECK_LINK_TEXT;
+  line.replaceChildren(`${text} `, link);
+}
 
 /**
  * Wires the composer.

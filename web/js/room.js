@@ -9,7 +9,17 @@ import { loadIdentity, saveIdentity } from './identity.js';
 import { Chat } from './chat.js';
 import { getRoom, roomLabel, touchRoom } from './recent.js';
 import { getSetting, setSetting } from './storage.js';
-import { FINAL_STATUS, finalStatus, showProofProgress, wireComposer, wireNameForm, wireShareButton } from './room-controls.js';
+import {
+  FINAL_STATUS,
+  RELAY_UNREACHABLE,
+  RelayWatch,
+  finalStatus,
+  setStatus,
+  showProofProgress,
+  wireComposer,
+  wireNameForm,
+  wireShareButton,
+} from './room-controls.js';
 import { Ownership } from './moderation.js';
 import { LunaPanel } from './luna-view.js';
 import { loadOwnerSecret, ownerKey } from './owner-secrets.js';
@@ -125,6 +135,8 @@ const view = {
 };
 
 let everConnected = false;
+/** On the server's relay: says so when this side's connection to it has not come up within 10 s. */
+const relayWatch = new RelayWatch(() => render());
 
 /** The call: made before any connection, so the first one already carries its tracks. */
 /** @type {PeerLink | RelayLink | null} */
@@ -142,11 +154,12 @@ function render() {
     status = view.path === 'server' ? STATUS.connectedServer : view.path === 'turn' ? STATUS.connectedTurn : STATUS.connected;
   } else if (view.channelOpen) status = STATUS.connecting; // the path is known a moment later
   else if (view.signaling === 'retrying') status = STATUS.unreachable;
+  else if (relayWatch.late) status = RELAY_UNREACHABLE;
   else if (view.blocked && view.other) status = STATUS.relayRefused;
   else if (view.signaling === 'connecting' || view.other) status = STATUS.connecting;
   else if (view.otherLeft) status = STATUS.left;
   else status = STATUS.waiting;
-  if (statusLine.textContent !== status) statusLine.textContent = status;
+  setStatus(statusLine, status, status === RELAY_UNREACHABLE);
   const cannotHide = view.path === 'direct' && view.relayOnlyUnavailable ? ` ${RELAY_ONLY_UNAVAILABLE}` : '';
   pathLine.textContent = view.channelOpen && view.path ? `${PATH_DETAIL[view.path]}${cannotHide}` : '';
   if (view.channelOpen && view.path && !everConnected) {
@@ -404,6 +417,13 @@ async function main() {
         onData: (message) => receive(message, remoteId),
         onFilesChannel: (channel) => filesChannel(created, channel),
         onFileData: (data) => files?.receive(data),
+        // This side's own connection to the relay, whether or not the other person is there yet.
+        onRelayChannel: (open) => {
+          if (link !== created) return;
+          if (open) relayWatch.stop();
+          else relayWatch.start();
+          render();
+        },
         // The relay has no ICE restart: a failed connection is replaced.
         onFailed: () => link === created && view.other?.peer === remoteId && openRelay(remoteId, false),
         // The other person's tracks arrived or changed slots: the call's view shows them.
@@ -412,6 +432,7 @@ async function main() {
     );
     link = created;
     currentLink = created;
+    relayWatch.start();
     call.attachRelay(created.sfu, remoteId);
     render();
     return created;
@@ -420,6 +441,8 @@ async function main() {
   /** @param {string} remoteId */
   const openLink = (remoteId) => {
     replaceLink();
+    // Direct again: the relay's silence no longer matters.
+    relayWatch.stop();
     view.blocked = false;
     const created = new PeerLink(
       { selfId: identity.peerId, remoteId, iceServers, certificate, relayOnly },
@@ -453,6 +476,7 @@ async function main() {
 
   const closeLink = () => {
     link?.close();
+    relayWatch.stop();
     link = null;
     currentLink = null;
     view.channelOpen = false;
@@ -481,6 +505,8 @@ async function main() {
         // nothing gets through until the welcome after reconnecting opens a new one, which
         // replaces the closed link (kept, so the welcome knows to go back to the relay).
         if (state === 'retrying' && link instanceof RelayLink) replaceLink();
+        // Until the server is back, the status says it is unreachable, not its relay.
+        if (state === 'retrying') relayWatch.stop();
         render();
       },
       onMessage: (message) => {

@@ -43,8 +43,11 @@ export const ONE_ADDRESS_FOR_EVERYONE = [
 /**
  * Starts natter and resolves once it prints its URL. Room names go to `dataDir` (a fresh
  * temporary directory unless given, so a test can restart a server on the same one).
- * @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[], env?: Record<string, string> }} [options]
- *   `limits` replaces ONE_ADDRESS_FOR_EVERYONE (`[]`: the server's defaults); `env` adds variables
+ * @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[], env?: Record<string, string>, wrap?: string[], urlHost?: string }} [options]
+ *   `limits` replaces ONE_ADDRESS_FOR_EVERYONE (`[]`: the server's defaults); `env` adds variables;
+ *   `wrap` is a command the binary runs under (e.g. `nsenter --net=… --`, which must exec it, so the
+ *   child is natter itself); `urlHost` replaces the host of the printed URL (a server listening on
+ *   0.0.0.0 prints `localhost`, which is not where browsers on other hosts find it)
  */
 export async function startServer(options = {}) {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'natter-e2e-'));
@@ -56,7 +59,8 @@ export async function startServer(options = {}) {
     ...(options.limits ?? ONE_ADDRESS_FOR_EVERYONE),
     ...(options.args ?? []),
   ];
-  const child = spawn(NATTER_BIN, args, {
+  const [command, ...prefix] = [...(options.wrap ?? []), NATTER_BIN];
+  const child = spawn(command, [...prefix, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...(options.env ?? {}) },
   });
@@ -72,7 +76,9 @@ export async function startServer(options = {}) {
       const match = /Open (http:\/\/\S+?)\/? in a browser/.exec(out);
       if (match) {
         clearTimeout(timer);
-        resolve(match[1]);
+        const printed = new URL(match[1]);
+        if (options.urlHost) printed.hostname = options.urlHost;
+        resolve(options.urlHost ? printed.origin : match[1]);
       }
     });
     child.on('exit', (code) => reject(new Error(`natter exited with ${code}: ${stderr}`)));

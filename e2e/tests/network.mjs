@@ -34,10 +34,12 @@ const DENIED_PEERS = [
 
 /**
  * Starts coturn with TURN REST authentication (`use-auth-secret`) and resolves once it answers
- * STUN over UDP and accepts TCP.
- * @param {{ secret: string, listenIp?: string, port?: number, minPort?: number, maxPort?: number }} options
+ * STUN over UDP and accepts TCP (asked from this process: `listenIp` must be reachable from here).
+ * @param {{ secret: string, listenIp?: string, port?: number, minPort?: number, maxPort?: number, wrap?: string[] }} options
+ *   `wrap`: a command coturn runs under, which must exec it (e.g. `nsenter --net=… --` to run it
+ *   on another host of a test topology)
  */
-export async function startCoturn({ secret, listenIp = '198.18.0.1', port = 3478, minPort = 40000, maxPort = 40999 }) {
+export async function startCoturn({ secret, listenIp = '198.18.0.1', port = 3478, minPort = 40000, maxPort = 40999, wrap = [] }) {
   const dir = mkdtempSync(join(tmpdir(), 'natter-coturn-'));
   const config = join(dir, 'turnserver.conf');
   writeFileSync(config, [
@@ -64,7 +66,8 @@ export async function startCoturn({ secret, listenIp = '198.18.0.1', port = 3478
     'verbose', // one line per allocation and refusal, with the user name: tests read them
     '',
   ].join('\n'));
-  const child = spawn('turnserver', ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...prefix] = [...wrap, 'turnserver'];
+  const child = spawn(command, [...prefix, '-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.on('data', (chunk) => (log += chunk));
   child.stderr.on('data', (chunk) => (log += chunk));

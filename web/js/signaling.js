@@ -34,6 +34,8 @@ export class Signaling {
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #pingTimer;
   #lastHeard = 0;
+  /** The name the last join was sent with. @type {string | null} */
+  #joinedAs = null;
   /** Joins refused for their proof since the last welcome. */
   #proofFailures = 0;
   /** After `rate-limited`, no join before this time (ms since the epoch). */
@@ -147,6 +149,7 @@ export class Signaling {
     performance.mark('natter:proof-solved', { detail: { difficulty, ms: this.#solver.lastMs } });
     if (this.#state === 'joined' || this.#state === 'stopped') return;
     const name = this.name ?? identity.name;
+    this.#joinedAs = name;
     socket.send(protocol.join(this.#target(), identity.peerId, name, proof, ownerSecret));
   }
 
@@ -162,6 +165,8 @@ export class Signaling {
         this.#attempt = 0;
         this.#proofFailures = 0;
         this.#setState('joined');
+        // A rename while the join was on its way could not be sent then: send it now.
+        if (this.name !== null && this.name !== this.#joinedAs) this.#send(protocol.rename(this.name));
         break;
       case 'error':
         if (this.#state !== 'joined' && protocol.FINAL_JOIN_ERRORS.has(message.code)) {

@@ -55,10 +55,37 @@ fn main() -> anyhow::Result<()> {
                  check that your browser shows the same before you accept it."
             );
         }
+        if address.ip().is_unspecified() && config.acme_domains.is_empty() {
+            // "localhost" serves only this computer: say what others type (a LAN's people).
+            for ip in reachable_addresses(address.ip().is_ipv6()) {
+                let host = match ip {
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                println!("Other computers reach it at {scheme}://{host}{port}/");
+            }
+        }
         serve_with(listener, tls, config, shutdown_signal())
             .await
             .context("serving")
     })
+}
+
+/// This host's addresses that other hosts may reach (not loopback or link-local), IPv4 first;
+/// IPv6 ones only when the listener takes IPv6.
+fn reachable_addresses(ipv6: bool) -> Vec<std::net::IpAddr> {
+    let mut addresses: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|interfaces| interfaces.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    addresses.retain(|ip| match ip {
+        std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            ipv6 && !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
+    });
+    addresses.sort_by_key(|ip| ip.is_ipv6());
+    addresses.dedup();
+    addresses
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -393,3 +393,39 @@ fn tempdir() -> TempDir {
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }
+
+#[tokio::test]
+async fn a_server_on_all_interfaces_says_what_other_computers_type() {
+    let expected: Vec<String> = if_addrs::get_if_addrs()
+        .unwrap()
+        .into_iter()
+        .map(|interface| interface.ip())
+        .filter(|ip| ip.is_ipv4() && !ip.is_loopback() && !ip.to_string().starts_with("169.254."))
+        .map(|ip| ip.to_string())
+        .collect();
+    let mut child = Running(
+        natter()
+            .args(["--listen", "0.0.0.0:0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = first_lines(&mut child, 1 + expected.len()).await;
+    assert!(
+        lines[0].starts_with("Natter is running. Open http://localhost:"),
+        "{lines:?}"
+    );
+    let port = lines[0]
+        .split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    for ip in &expected {
+        let line = format!("Other computers reach it at http://{ip}:{port}/");
+        assert!(lines.contains(&line), "{line:?} not in {lines:?}");
+    }
+}

@@ -903,6 +903,20 @@ fn natter() -> Command {
     command
 }
 
+/// The binary with `args`, its stdout piped (for the printed URL), quiet otherwise.
+fn spawn_natter(args: &[&str]) -> Running {
+    Running(
+        natter()
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Reads the "Open http://…" line the binary prints and returns the address in it.
 async fn printed_address(child: &mut Running) -> std::net::SocketAddr {
     let stdout = child.0.stdout.take().unwrap();
@@ -928,16 +942,7 @@ async fn printed_address(child: &mut Running) -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn the_binary_prints_its_url_and_exits_cleanly_on_sigterm() {
-    let mut child = Running(
-        natter()
-            .args(["--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_natter(&["--listen", "127.0.0.1:0"]);
     let addr = printed_address(&mut child).await;
 
     let mut client = Client::connect(addr).await;

@@ -14,18 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::support::free_port;
 use crate::{Running, natter};
 
 const DOMAIN: &str = "natter.test";
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// pebble's own HTTPS needs a certificate from a CA (webpki refuses a CA certificate used as a
 /// server's): a test CA and a certificate for localhost signed by it. Returns the CA's PEM.

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::support::{HttpResponse, Server, http_get, parse_response};
-use crate::{Running, natter};
+use crate::support::{
+    HttpResponse, Server, config_with, free_port, http_get, parse_response, wait_for_listener,
+};
+use crate::{Running, natter, spawn_natter};
 
 /// A certificate for localhost and 127.0.0.1 with its key, written as PEM files; returns the
 /// certificate's DER.
@@ -33,24 +34,13 @@ fn tls_config(dir: &Path, extra: &[&str]) -> Config {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let mut args = vec![
-        "natter",
-        "--listen",
-        "127.0.0.1:0",
-        "--rtc-listen",
-        "127.0.0.1",
-        "--rtc-port",
-        "0",
-        "--names-db",
-        ":memory:",
-        "--pow-difficulty",
-        "1000",
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Config::load(args.into_iter().map(Into::into).collect(), |_| None).unwrap()
+    config_with(&args)
 }
 
 /// Connects over TLS trusting only `trusted`, and returns the stream and the certificate the
@@ -232,17 +222,15 @@ async fn the_self_signed_certificate_is_kept_and_its_fingerprint_printed() {
     let data = dir.path().to_str().unwrap().to_owned();
     let mut printed = Vec::new();
     for _ in 0..2 {
-        let mut child = Running(
-            natter()
-                .args(["--listen", "127.0.0.1:0", "--data-dir", &data])
-                .args(["--tls-self-signed", "--redirect-listen", "off"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = spawn_natter(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--tls-self-signed",
+            "--redirect-listen",
+            "off",
+        ]);
         let lines = first_lines(&mut child, 2).await;
         assert!(lines[0].contains("Open https://127.0.0.1:"), "{lines:?}");
         let fingerprint = lines[1]
@@ -334,26 +322,6 @@ async fn first_lines(child: &mut Running, count: usize) -> Vec<String> {
         .unwrap()
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something listens at `at` (the redirect listener starts beside the server).
-async fn wait_for_listener(at: SocketAddr) {
-    for _ in 0..50 {
-        if TcpStream::connect(at).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("nothing listens on {at}");
-}
-
 /// `GET path` with exactly this `Host` header.
 async fn get_with_host(at: SocketAddr, path: &str, host: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(at).await.unwrap();
@@ -403,16 +371,7 @@ async fn a_server_on_all_interfaces_says_what_other_computers_type() {
         .filter(|ip| ip.is_ipv4() && !ip.is_loopback() && !ip.to_string().starts_with("169.254."))
         .map(|ip| ip.to_string())
         .collect();
-    let mut child = Running(
-        natter()
-            .args(["--listen", "0.0.0.0:0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_natter(&["--listen", "0.0.0.0:0"]);
     let lines = first_lines(&mut child, 1 + expected.len()).await;
     assert!(
         lines[0].starts_with("Natter is running. Open http://localhost:"),

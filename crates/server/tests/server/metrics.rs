@@ -5,27 +5,9 @@ use std::time::Duration;
 use natter_server::Config;
 use serde_json::json;
 
-use crate::support::{ANN, BOB, ROOM, Server, http_get};
+use crate::support::{ANN, BOB, ROOM, Server, config_with, free_port, http_get, wait_for_listener};
 
 const TOKEN: &str = "a-long-metrics-token-0123456789";
-
-fn config(extra: &[&str]) -> Config {
-    let mut args = vec![
-        "natter",
-        "--listen",
-        "127.0.0.1:0",
-        "--rtc-listen",
-        "127.0.0.1",
-        "--rtc-port",
-        "0",
-        "--names-db",
-        ":memory:",
-        "--pow-difficulty",
-        "1000",
-    ];
-    args.extend_from_slice(extra);
-    Config::load(args.into_iter().map(Into::into).collect(), |_| None).unwrap()
-}
 
 /// The value of one sample line, e.g. `natter_rooms{kind="group"}`.
 fn sample(text: &str, series: &str) -> f64 {
@@ -36,7 +18,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_on_the_public_listener_need_the_token_and_count_rooms_people_and_joins() {
-    let server = Server::start_with(config(&["--metrics-token", TOKEN])).await;
+    let server = Server::start_with(config_with(&["--metrics-token", TOKEN])).await;
     for headers in [
         &[][..],
         &[("Authorization", "Bearer wrong-token-wrong-token-000")][..],
@@ -108,13 +90,8 @@ async fn metrics_on_the_public_listener_need_the_token_and_count_rooms_people_an
 
 #[tokio::test]
 async fn without_a_token_metrics_are_only_on_their_own_listener() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let private = format!("127.0.0.1:{port}");
-    let server = Server::start_with(config(&["--metrics-listen", &private])).await;
+    let private = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(config_with(&["--metrics-listen", &private])).await;
     let response = http_get(
         server.addr,
         "/metrics",
@@ -126,12 +103,7 @@ async fn without_a_token_metrics_are_only_on_their_own_listener() {
         "the public listener must not serve metrics without a token"
     );
     let at = private.parse().unwrap();
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(at).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_listener(at).await;
     let response = http_get(at, "/metrics", &[]).await;
     assert_eq!(response.status, 200);
     let text = String::from_utf8(response.body).unwrap();

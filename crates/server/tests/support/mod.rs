@@ -584,3 +584,43 @@ pub fn hello_reply() -> ModelMode {
         delay: Duration::ZERO,
     }
 }
+
+/// The test configuration ([`Config::for_tests`]'s settings, the media relay on loopback) with
+/// `extra` options after it, read the way the binary reads its command line.
+pub fn config_with(extra: &[&str]) -> natter_server::Config {
+    let mut args = vec![
+        "natter",
+        "--listen",
+        "127.0.0.1:0",
+        "--rtc-listen",
+        "127.0.0.1",
+        "--rtc-port",
+        "0",
+        "--names-db",
+        ":memory:",
+        "--pow-difficulty",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    natter_server::Config::load(args.into_iter().map(Into::into).collect(), |_| None).unwrap()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens at `at` (listeners a server starts beside its main one).
+pub async fn wait_for_listener(at: SocketAddr) {
+    for _ in 0..50 {
+        if TcpStream::connect(at).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing listens on {at}");
+}

@@ -110,3 +110,19 @@ test('a pair room across two NATs connects directly and chat goes both ways (Bob
 test('a group room of three on two LANs: everyone hears and sees the other two through the relay on the public address, and chat reaches everyone', async () => {
   await groupRoomCall({ first: browserA, second: browserB, origin: ORIGIN, relayAddress: topology.server.address });
 });
+
+test('a pair room whose network blocks STUN falls back to the server relay, beside nginx, and chat goes both ways', async () => {
+  // Bob's router drops STUN: his browser learns no public address, the two NATs cannot be
+  // punched through, there is no TURN, so both pages move to the server's media relay.
+  topology.routerB.run(['nft', 'add rule inet natter_router forward ip daddr', topology.stun.address, 'udp dport 3478 drop'].join(' ').split(' '));
+  try {
+    const paths = await pairRoomChat({ ann: browserA, bob: browserB, origin: ORIGIN, status: /^Connected through the server$/ });
+    for (const [who, path] of Object.entries(paths)) {
+      assert.equal(path?.remote.address, topology.server.address, `${who} relays through the server's own address: ${JSON.stringify(path)}`);
+    }
+  } finally {
+    topology.routerB.run(['nft', 'flush', 'chain', 'inet', 'natter_router', 'forward']);
+    topology.routerB.run(['nft', 'add', 'rule', 'inet', 'natter_router', 'forward', 'iifname', 'wan', 'ct', 'state', 'established,related', 'accept']);
+    topology.routerB.run(['nft', 'add', 'rule', 'inet', 'natter_router', 'forward', 'iifname', 'wan', 'drop']);
+  }
+});

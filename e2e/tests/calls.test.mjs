@@ -4,8 +4,7 @@
 // before, so the person who did not click sees "Click to enable sound".
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   CONNECTED,
   FAKE_MEDIA,
@@ -16,11 +15,13 @@ import {
   expectStatus,
   grows,
   inbound,
-  launchBrowser,
   send,
-  startServer,
   videoWidth,
 } from './harness.mjs';
+import { launchBrowserOnHost, onTopology } from './topology.mjs';
+
+// The server on a host of its own, the people behind a NAT (topology.mjs).
+const shared = onTopology({ browserArgs: FAKE_MEDIA });
 
 /** How much a counter grows over a while. @param {() => Promise<number>} read */
 async function growth(read, ms = 2_000) {
@@ -49,17 +50,6 @@ async function expectPressed(page, name, pressed) {
 }
 
 describe('calls', () => {
-  /** @type {any} */
-  const shared = {};
-  before(async () => {
-    shared.server = await startServer();
-    shared.browser = await launchBrowser(FAKE_MEDIA);
-  });
-  after(async () => {
-    await shared.browser?.close();
-    await shared.server?.stop();
-  });
-
   const pair = () => connectedPair(shared, { initScript: callTestPage });
 
   test('audio flows both ways; the one who did not click is asked to enable sound', async () => {
@@ -257,18 +247,24 @@ describe('calls', () => {
     await bob.context.close();
   });
 
-  test('a call recovers by itself after the network drops for a few seconds', { skip: !insideTestNetwork() }, async () => {
+  test('a call recovers by itself after the network drops for a few seconds', async () => {
     const { ann, bob } = await pair();
     await button(ann.page, 'Microphone').click();
     await button(bob.page, 'Microphone').click();
     await grows(async () => (await inbound(bob.page, 'audio')).bytes, "Bob's inbound audio");
-    // Everything between the browsers and the server runs over this namespace's loopback; with
-    // it down nothing arrives anywhere, as when a laptop's Wi-Fi drops.
-    execFileSync('ip', ['link', 'set', 'lo', 'down']);
+    // Both people are on host a: with every packet in or out of it dropped (its loopback too),
+    // nothing arrives anywhere, as when a laptop's Wi-Fi drops.
+    shared.topology.a.run(['nft', '-f', '-'], [
+      'table inet natter_offline {',
+      '  chain input { type filter hook input priority -10; policy drop; }',
+      '  chain output { type filter hook output priority -10; policy drop; }',
+      '}',
+      '',
+    ].join('\n'));
     try {
       await new Promise((resolve) => setTimeout(resolve, 8_000));
     } finally {
-      execFileSync('ip', ['link', 'set', 'lo', 'up']);
+      shared.topology.a.run(['nft', 'delete', 'table', 'inet', 'natter_offline']);
     }
     await grows(async () => (await inbound(bob.page, 'audio')).bytes, "Bob's inbound audio after the drop", 1000, 30_000);
     await grows(async () => (await inbound(ann.page, 'audio')).bytes, "Ann's inbound audio after the drop", 1000, 30_000);
@@ -305,9 +301,9 @@ describe('calls', () => {
 });
 
 test('a refused permission and a missing device are explained', async () => {
-  const server = await startServer();
+  const server = await shared.startServer();
   // No fake UI: the permission prompt is refused, as when a person clicks "Block".
-  const browser = await launchBrowser(['--use-fake-device-for-media-stream', '--deny-permission-prompts']);
+  const browser = await launchBrowserOnHost(shared.topology.a, [server.url], ['--use-fake-device-for-media-stream', '--deny-permission-prompts']);
   try {
     const { ann, bob } = await connectedPair({ server, browser });
     await button(ann.page, 'Microphone').click();
@@ -340,16 +336,6 @@ test('a refused permission and a missing device are explained', async () => {
     await server.stop();
   }
 });
-
-/** Whether this runs inside netns-run, whose loopback a test may break for a while. */
-function insideTestNetwork() {
-  try {
-    execFileSync('ip', ['link', 'show', 't0'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** @param {import('playwright-core').Page} page the name the other person sees for this page's person */
 async function nameOf(page) {

@@ -4,9 +4,11 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CONNECTED, connectedPair, expectMessage, expectStatus, newPerson, serverAndBrowser } from './harness.mjs';
+import { CONNECTED, connectedPair, expectMessage, expectStatus, newPerson } from './harness.mjs';
+import { onTopology } from './topology.mjs';
 
-const shared = serverAndBrowser();
+// The server on a host of its own, the people behind a NAT (topology.mjs).
+const shared = onTopology();
 
 /** @param {import('playwright-core').Page} page */
 const log = (page) => page.getByRole('log', { name: 'Messages' });

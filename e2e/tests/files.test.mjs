@@ -13,12 +13,12 @@ import {
   expectStatus,
   randomFileIn,
   send,
-  serverAndBrowser,
   sha256Of,
-  startServer,
 } from './harness.mjs';
+import { onTopology } from './topology.mjs';
 
-const shared = serverAndBrowser();
+// The server on a host of its own, the people behind a NAT (topology.mjs).
+const shared = onTopology();
 /** @type {string} */
 let dir;
 before(async () => {
@@ -315,7 +315,7 @@ describe('more ways to send', () => {
 
 describe('file size policy', () => {
   test("files over the server's limit are refused before anything is sent", async () => {
-    const small = await startServer({ args: ['--max-file-size', '1MiB'] });
+    const small = await shared.startServer({ args: ['--max-file-size', '1MiB'] });
     try {
       const { ann, bob } = await connectedPair({ server: small, browser: shared.browser });
       const file = await randomFile('two-megabytes.bin', 2);

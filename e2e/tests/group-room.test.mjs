@@ -6,8 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { FAKE_MEDIA, button, callTestPage, launchBrowser, randomFileIn, sha256Of, startServer } from './harness.mjs';
+import { before, describe, test } from 'node:test';
+import { FAKE_MEDIA, button, callTestPage, randomFileIn, sha256Of } from './harness.mjs';
+import { launchBrowserOnHost, onTopology } from './topology.mjs';
+
+// The server on a host of its own, the people behind a NAT (topology.mjs).
+const shared = onTopology({ browserArgs: FAKE_MEDIA });
 
 /** @typedef {import('playwright-core').Page} Page */
 
@@ -99,7 +103,7 @@ async function enterGroup(browser, baseURL, name, roomUrl) {
 }
 
 describe('group room', () => {
-  /** @type {Awaited<ReturnType<typeof startServer>>} */
+  /** @type {{ url: string }} */
   let server;
   /** @type {import('playwright-core').Browser} */
   let browser;
@@ -115,13 +119,9 @@ describe('group room', () => {
     return person.page;
   }
 
-  before(async () => {
-    server = await startServer();
-    browser = await launchBrowser(FAKE_MEDIA);
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
+  before(() => {
+    server = shared.server;
+    browser = shared.browser;
   });
 
   test('four people hear each other, see the cameras and the shared screen', async () => {
@@ -251,9 +251,9 @@ describe('group room', () => {
 
 describe('group room across a server restart', () => {
   test('a restarted server ends the call cleanly and everyone rejoins on their own', async () => {
-    const own = await startServer();
-    const browser = await launchBrowser(FAKE_MEDIA);
-    /** @type {Awaited<ReturnType<typeof startServer>> | null} */
+    const own = await shared.startServer();
+    const browser = await launchBrowserOnHost(shared.topology.a, [own.url], FAKE_MEDIA);
+    /** @type {{ stop(): Promise<void> } | null} */
     let restarted = null;
     try {
       const ann = await enterGroup(browser, own.url, 'Ann');
@@ -263,7 +263,7 @@ describe('group room across a server restart', () => {
       const address = new URL(own.url).host;
       await own.stop();
       await connected(bob.page, 'Server unreachable — retrying…');
-      restarted = await startServer({ listen: address });
+      restarted = await shared.startServer({ listen: address });
       // Nobody reloads: both rejoin, Ann's microphone is published again, Bob hears her.
       await connected(ann.page);
       await connected(bob.page);

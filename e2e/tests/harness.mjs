@@ -148,7 +148,9 @@ export async function newPerson(browser, baseUrl) {
 export const statusOf = (page) => page.getByRole('status', { name: 'Connection', exact: true });
 
 /**
- * Registers before/after hooks that start one server and one browser for a test file.
+ * Registers before/after hooks that start one server and one browser for a test file, both in this
+ * namespace (the room, call and file suites use topology.mjs's onTopology() instead: the server on
+ * a host of its own, the browser behind a NAT).
  * @returns {{ server: Awaited<ReturnType<typeof startServer>>, browser: import('playwright-core').Browser }}
  *   filled in once the hooks have run (read its fields inside tests, not at module level)
  */

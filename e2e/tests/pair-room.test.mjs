@@ -12,12 +12,12 @@ import {
   expectStatus,
   newPerson,
   send,
-  serverAndBrowser,
-  startServer,
 } from './harness.mjs';
+import { onTopology } from './topology.mjs';
 
 
-const shared = serverAndBrowser();
+// The server on a host of its own, the people behind a NAT (topology.mjs).
+const shared = onTopology();
 
 describe('pair room', () => {
   test('two people connect through a shared link and chat both ways', async () => {
@@ -99,7 +99,7 @@ describe('pair room', () => {
   });
 
   test('a restarted server reconnects both people without a reload', async () => {
-    const own = await startServer();
+    const own = await shared.startServer();
     const ann = await newPerson(shared.browser, own.url);
     const bob = await newPerson(shared.browser, own.url);
     await ann.page.goto('/');
@@ -114,7 +114,7 @@ describe('pair room', () => {
     // The peers stay connected to each other while the server is away.
     await send(ann.page, 'server is down');
     await expectMessage(bob.page, 'server is down');
-    const restarted = await startServer({ listen: address });
+    const restarted = await shared.startServer({ listen: address });
     const carol = await newPerson(shared.browser, restarted.url);
     try {
       // Both rejoin on their own, with no reload anywhere: then the room is full for a newcomer.
@@ -132,7 +132,7 @@ describe('pair room', () => {
   });
 
   test('while the server is unreachable a newcomer sees it retrying, then connects', async () => {
-    const own = await startServer();
+    const own = await shared.startServer();
     const address = new URL(own.url).host;
     const ann = await newPerson(shared.browser, own.url);
     await ann.page.goto('/');
@@ -142,7 +142,7 @@ describe('pair room', () => {
     await expectStatus(ann.page, 'Waiting for the other person…');
     await own.stop();
     await expectStatus(ann.page, 'Server unreachable — retrying…');
-    const restarted = await startServer({ listen: address });
+    const restarted = await shared.startServer({ listen: address });
     try {
       await expectStatus(ann.page, 'Waiting for the other person…', 15_000);
       const bob = await newPerson(shared.browser, restarted.url);

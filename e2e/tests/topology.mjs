@@ -30,6 +30,7 @@ import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, startServer } from './harness.mjs';
 import { startCoturn } from './network.mjs';
@@ -435,4 +436,61 @@ export async function hearsAndSeesEach(page, names, timeout = 45_000) {
     if (Date.now() > deadline) throw new Error(`${page.url()} did not get ${missing.join(', ')}; last reading ${JSON.stringify(last)}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+}
+
+// --- the room suites' default: server and browsers on hosts of their own ---------------------
+
+/** How many servers a test file may start on the server host (SERVER_PORT and the next ones). */
+const SPARE_PORTS = 10;
+
+/**
+ * Registers before/after hooks like harness.mjs's serverAndBrowser(), on the topology: natter on
+ * the server host listening on all interfaces, and one shared browser on person host a (another
+ * on host b with `secondBrowser`), with the server's public origins treated as secure (pages are
+ * plain http on 203.0.113.10: TLS is not what the room suites test). `shared.server.url` is the
+ * server's public URL, so test bodies read as before; `shared.startServer(options)` starts another
+ * natter on the server host (on the next free port, or on `listen`'s port to restart one).
+ * @param {{ browserArgs?: string[], serverArgs?: string[], secondBrowser?: boolean }} [options]
+ */
+export function onTopology(options = {}) {
+  const shared = /** @type {any} */ ({});
+  /** @type {Set<number>} */
+  const used = new Set();
+  /** @type {{ stop(): Promise<void> }[]} */
+  const started = [];
+  before(async () => {
+    shared.topology = await buildTopology();
+    const topology = shared.topology;
+    /** @param {{ listen?: string, args?: string[], dataDir?: string, limits?: string[], env?: Record<string, string> }} [serverOptions] */
+    shared.startServer = async (serverOptions = {}) => {
+      let port;
+      if (serverOptions.listen) port = Number(serverOptions.listen.split(':').pop());
+      else {
+        port = SERVER_PORT;
+        while (used.has(port)) port += 1;
+        if (port >= SERVER_PORT + SPARE_PORTS) throw new Error('no spare port left on the server host');
+      }
+      used.add(port);
+      const { listen: _listen, ...rest } = serverOptions;
+      const server = await startServerOnHost(topology.server, { ...rest, args: [...(options.serverArgs ?? []), ...(rest.args ?? [])], port });
+      /** @type {Promise<void> | null} */
+      let stopping = null;
+      const stoppable = { ...server, stop: () => (stopping ??= server.stop()) };
+      started.push(stoppable);
+      return stoppable;
+    };
+    shared.server = await shared.startServer();
+    const origins = Array.from({ length: SPARE_PORTS }, (_, i) => originOn(topology.server, SERVER_PORT + i));
+    const launches = [launchBrowserOnHost(topology.a, origins, options.browserArgs ?? [])];
+    if (options.secondBrowser) launches.push(launchBrowserOnHost(topology.b, origins, options.browserArgs ?? []));
+    [shared.browser, shared.browserB] = await Promise.all(launches);
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.browserB?.close();
+    // Servers the tests stopped themselves are already gone (their stop() runs once).
+    for (const server of started) await server.stop();
+    await shared.topology?.stop();
+  });
+  return shared;
 }

@@ -27,7 +27,7 @@ import { connect as tlsConnect } from 'node:tls';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, NATTER_BIN, ONE_ADDRESS_FOR_EVERYONE, button, callTestPage, expectStatus } from './harness.mjs';
-import { PHONE, gotoOnHost, hearsAndSeesEach, personOnHost, selectedPair } from './topology.mjs';
+import { PHONE, gotoOnHost, hearsAndSeesEach, newHost, personOnHost, runHere, selectedPair } from './topology.mjs';
 
 /** @typedef {import('./topology.mjs').Host} Host */
 /** @typedef {import('playwright-core').Page} Page */
@@ -340,43 +340,6 @@ export async function launchTrustingBrowser(host, { spki, names = {}, args = [] 
 }
 
 // --- a LAN of its own ------------------------------------------------------------------------
-
-/**
- * A new network namespace held by a process of its own (topology.mjs's pattern: the holder reads
- * its stdin, so the namespace goes when this process does).
- * @param {string} name @param {string} address
- * @returns {Promise<Host & { holder: import('node:child_process').ChildProcess }>}
- */
-async function newHost(name, address) {
-  const holder = spawn('unshare', ['--net', '--', 'sh', '-c', 'echo ready; read line'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const ready = once(/** @type {import('node:stream').Readable} */ (holder.stdout), 'data');
-  const failed = once(holder, 'exit').then(([code]) => {
-    throw new Error(`unshare --net exited with ${code} (the LAN needs root)`);
-  });
-  await Promise.race([ready, failed]);
-  failed.catch(() => {});
-  const pid = /** @type {number} */ (holder.pid);
-  const wrap = ['nsenter', `--net=/proc/${pid}/ns/net`, '--', 'setpriv', '--pdeathsig', 'KILL', '--'];
-  /** @type {Host['run']} */
-  const run = (command, input) => runHere([...wrap, ...command], input);
-  run(['sh', '-c', [
-    'echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad',
-    'echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad',
-    'echo 0 > /proc/sys/net/ipv4/ip_forward',
-    'ip link set lo up',
-  ].join(' && ')]);
-  return { name, address, publicAddress: address, pid, wrap, run, holder };
-}
-
-/** @param {string[]} command @param {string} [input] */
-function runHere(command, input) {
-  try {
-    return execFileSync(command[0], command.slice(1), { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-  } catch (error) {
-    const failed = /** @type {{ stderr?: string }} */ (error);
-    throw new Error(`${command.join(' ')} failed: ${failed.stderr ?? error}`, { cause: error });
-  }
-}
 
 /** The LAN's addresses (a home network's usual private range). */
 export const LAN = '192.168.50';

@@ -51,8 +51,8 @@ export const SERVER_PORT = 8000;
  * @property {(command: string[], input?: string) => string} run  runs a command there, synchronously
  */
 
-/** @param {string[]} command @param {string} [input] */
-function runHere(command, input) {
+/** Runs a command in this process's namespace (the internet), synchronously. @param {string[]} command @param {string} [input] */
+export function runHere(command, input) {
   try {
     return execFileSync(command[0], command.slice(1), { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (error) {
@@ -66,7 +66,7 @@ function runHere(command, input) {
  * @param {string} name @param {string} address @param {string} publicAddress
  * @returns {Promise<Host & { holder: import('node:child_process').ChildProcess }>}
  */
-async function newHost(name, address, publicAddress) {
+export async function newHost(name, address, publicAddress = address) {
   // `read` returns when this process's end of the pipe closes: the namespace lives exactly as long
   // as we do, unless stop() kills the holder first.
   const holder = spawn('unshare', ['--net', '--', 'sh', '-c', 'echo ready; read line'], { stdio: ['pipe', 'pipe', 'inherit'] });

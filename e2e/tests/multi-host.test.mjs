@@ -8,22 +8,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FAKE_MEDIA, button, callTestPage, expectStatus } from './harness.mjs';
+import { fitsPhone, groupRoomCall, heard, pairInUse, say } from './deployments.mjs';
 import {
   PHONE,
   SERVER_PORT,
   buildTopology,
   gotoOnHost,
-  hearsAndSeesEach,
   launchBrowserOnHost,
   originOn,
   personOnHost,
-  selectedPair,
   startServerOnHost,
   startStunOnHost,
 } from './topology.mjs';
 
-/** @typedef {import('playwright-core').Page} Page */
-/** @typedef {Awaited<ReturnType<typeof personOnHost>>} Person */
 
 const THROUGH_SERVER = 'Connected through the server';
 /** The second server, which gives browsers no STUN server, listens here (same host). */
@@ -66,24 +63,6 @@ after(async () => {
   await topology?.stop();
 });
 
-/** @param {Page} page @param {string} text */
-async function say(page, text) {
-  await page.getByRole('textbox', { name: 'Message' }).fill(text);
-  await page.getByRole('textbox', { name: 'Message' }).press('Enter');
-}
-
-/** @param {Page} page @param {string} text */
-const heard = (page, text) =>
-  page.getByRole('log', { name: 'Messages' }).getByText(text, { exact: true }).waitFor({ timeout: 10_000 });
-
-/** A phone shows no sideways scrolling, and the composer is on screen. @param {Page} page */
-async function fitsPhone(page) {
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `no sideways scrolling on a phone (${overflow} px too wide)`);
-  const box = await page.getByRole('textbox', { name: 'Message' }).boundingBox();
-  assert.ok(box && box.x >= 0 && box.x + box.width <= PHONE.width, `the message box fits the phone: ${JSON.stringify(box)}`);
-}
-
 /**
  * Ann (host A, desktop) makes a pair room on `on` and Bob (host B, phone) opens its link; both
  * reach `status`. Resolves with both, to be closed by the caller.
@@ -103,16 +82,6 @@ async function pairAcrossHosts(on, status) {
   await expectStatus(bob.page, status, 20_000);
   await expectStatus(ann.page, status, 20_000);
   return { ann, bob };
-}
-
-/** The addresses of the candidate pair in use, waiting for the connection to report one. @param {Page} page */
-async function pairInUse(page) {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const pair = await selectedPair(page);
-    if (pair || Date.now() > deadline) return pair;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe('pair room across two NATs', () => {
@@ -168,56 +137,7 @@ describe('pair room across two NATs', () => {
 
 describe('group room across two NATs', () => {
   test('three people on two LANs hear and see each other, and chat reaches everyone', async () => {
-    /** @type {Record<string, Person>} */
-    const people = {};
-    try {
-      // Ann and Cara share LAN A (and its public address); Bob is on LAN B, on a phone.
-      let link = '';
-      for (const [name, browser, viewport] of /** @type {const} */ ([['Ann', browserA, undefined], ['Bob', browserB, PHONE], ['Cara', browserA, undefined]])) {
-        const person = await personOnHost(browser, server.url, { viewport, initScript: callTestPage });
-        people[name] = person;
-        const { page } = person;
-        if (link) {
-          await gotoOnHost(page, link);
-        } else {
-          await gotoOnHost(page, '/');
-          await page.getByRole('radio', { name: 'Group room (up to 32)' }).check();
-          await button(page, 'Create room').click();
-          await page.waitForURL(/\/g\/[A-Za-z0-9_-]{22}$/);
-          link = page.url();
-        }
-        await expectStatus(page, THROUGH_SERVER, 20_000);
-        // Named once in the room (a name saved while the page is still joining can be lost).
-        await page.getByText('Change your name', { exact: true }).click();
-        await page.getByLabel('Your name', { exact: true }).fill(name);
-        await button(page, 'Save name').click();
-      }
-      const names = Object.keys(people);
-      for (const [name, { page }] of Object.entries(people)) {
-        for (const other of names.filter((each) => each !== name)) {
-          await page.getByRole('list', { name: 'Participants' }).getByRole('listitem', { name: new RegExp(`^${other}( |$)`) }).waitFor();
-        }
-        await button(page, 'Microphone').click();
-        await button(page, 'Camera').click();
-      }
-      await Promise.all(Object.entries(people).map(async ([name, { page }]) => {
-        // Sound that arrived before this person's first click waits for one more.
-        const enable = button(page, 'Click to enable sound');
-        if (await enable.isVisible()) await enable.click();
-        await hearsAndSeesEach(page, names.filter((other) => other !== name));
-        const pair = await pairInUse(page);
-        assert.equal(pair?.remote.address, topology.server.address, `${name}'s path: ${JSON.stringify(pair)}`);
-      }));
-      for (const [name, { page }] of Object.entries(people)) {
-        await say(page, `hello from ${name}`);
-        for (const [other, { page: theirs }] of Object.entries(people)) {
-          if (other !== name) await heard(theirs, `hello from ${name}`);
-        }
-      }
-      await fitsPhone(people.Bob.page);
-      for (const [name, { problems }] of Object.entries(people)) assert.deepEqual(problems, [], name);
-    } finally {
-      for (const { context } of Object.values(people)) await context.close();
-    }
+    // Ann and Cara share LAN A (and its public address); Bob is on LAN B, on a phone.
+    await groupRoomCall({ first: browserA, second: browserB, origin: server.url, relayAddress: topology.server.address });
   });
 });

@@ -5,16 +5,14 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-use crate::support::free_port;
+use crate::support::{free_port, tls_client};
 use crate::{Running, natter};
 
 const DOMAIN: &str = "natter.test";
@@ -112,16 +110,6 @@ fn start_pebble(dir: &Path, https_port: u16) -> (Vec<Killed>, u16, u16) {
     (vec![pebble, challtestsrv], acme, management)
 }
 
-fn client(roots: rustls::RootCertStore) -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-}
-
 fn roots_from_pem(pem: &str) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(pem.as_bytes()) {
@@ -141,7 +129,7 @@ async fn get(
     let server_name = ServerName::try_from(name.to_owned()).unwrap();
     let mut tls = tokio::time::timeout(
         Duration::from_secs(5),
-        client(roots).connect(server_name, tcp),
+        tls_client(roots).connect(server_name, tcp),
     )
     .await
     .map_err(|_| std::io::Error::other("handshake timed out"))??;

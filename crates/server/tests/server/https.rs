@@ -4,17 +4,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use natter_server::Config;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::support::{
-    HttpResponse, Server, config_with, free_port, http_get, parse_response, wait_for_listener,
+    HttpResponse, Server, config_with, free_port, http_get, parse_response, tls_client,
+    wait_for_listener,
 };
 use crate::{Running, natter, spawn_natter};
 
@@ -51,20 +50,11 @@ async fn tls_connect(
 ) -> std::io::Result<(tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
-    let stream = tokio::time::timeout(
-        Duration::from_secs(5),
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("the handshake timed out"))??;
+    let stream = tokio::time::timeout(Duration::from_secs(5), tls_client(roots).connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("the handshake timed out"))??;
     let presented = stream
         .get_ref()
         .1

@@ -624,3 +624,14 @@ pub async fn wait_for_listener(at: SocketAddr) {
     }
     panic!("nothing listens on {at}");
 }
+
+/// A TLS client that trusts only `roots` (rustls on aws-lc-rs, as the server uses).
+pub fn tls_client(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}

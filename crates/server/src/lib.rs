@@ -223,30 +223,16 @@ pub async fn serve_with(
                 format!("binding --metrics-listen {address}: {error}"),
             )
         })?;
-        let mut stopped = state.stopping.subscribe();
         let metrics_app = Router::new()
             .route("/metrics", get(private_metrics))
             .with_state(Arc::clone(&state));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, metrics_app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stopping| *stopping).await;
-                })
-                .await;
-        });
+        serve_beside(listener, metrics_app, &state.stopping);
     }
     if let Some(redirect) = redirect {
-        let mut stopped = state.stopping.subscribe();
-        tokio::spawn(async move {
-            let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
-                redirect_to_https(&headers, &uri, https_port)
-            });
-            let _ = axum::serve(redirect, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stopping| *stopping).await;
-                })
-                .await;
+        let app = Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
+            redirect_to_https(&headers, &uri, https_port)
         });
+        serve_beside(redirect, app, &state.stopping);
     }
     // The TLS listener's own connect info is the peer address, as TcpListener's is.
     let listener = tls::Listener::new(listener, tls)?.tap_io(|_| {});
@@ -260,6 +246,19 @@ pub async fn serve_with(
     let all = state.max_connections;
     let _ = tokio::time::timeout(SHUTDOWN_DRAIN, state.connections.acquire_many(all)).await;
     Ok(())
+}
+
+/// Serves a small router on a listener of its own (metrics, the HTTPS redirect) until the server
+/// stops.
+fn serve_beside(listener: TcpListener, app: Router, stopping: &watch::Sender<bool>) {
+    let mut stopped = stopping.subscribe();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stopping| *stopping).await;
+            })
+            .await;
+    });
 }
 
 /// Binds the plain-HTTP listener that redirects to HTTPS, if there is to be one.

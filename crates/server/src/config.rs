@@ -655,13 +655,14 @@ impl Config {
                 names.push(host.to_owned());
             }
         }
-        let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-            .map(|interfaces| interfaces.into_iter().map(|i| i.ip()).collect())
-            .unwrap_or_default();
+        let mut ips = natter_sfu::interface_addresses();
         ips.push(self.listen.ip());
         for ip in ips {
+            if ip.is_unspecified() || natter_sfu::is_link_local(ip) {
+                continue;
+            }
             let ip = ip.to_string();
-            if !ip.starts_with("fe80") && !names.contains(&ip) && ip != "0.0.0.0" && ip != "::" {
+            if !names.contains(&ip) {
                 names.push(ip);
             }
         }

@@ -74,15 +74,8 @@ fn main() -> anyhow::Result<()> {
 /// This host's addresses that other hosts may reach (not loopback or link-local), IPv4 first;
 /// IPv6 ones only when the listener takes IPv6.
 fn reachable_addresses(ipv6: bool) -> Vec<std::net::IpAddr> {
-    let mut addresses: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
-        .map(|interfaces| interfaces.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default();
-    addresses.retain(|ip| match ip {
-        std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
-        std::net::IpAddr::V6(v6) => {
-            ipv6 && !v6.is_loopback() && (v6.segments()[0] & 0xffc0) != 0xfe80
-        }
-    });
+    let mut addresses = natter_sfu::interface_addresses();
+    addresses.retain(|ip| (ipv6 || ip.is_ipv4()) && !natter_sfu::reachable_only_here(*ip));
     addresses.sort_by_key(|ip| ip.is_ipv6());
     addresses.dedup();
     addresses

@@ -206,15 +206,20 @@ impl AddressPlan {
 }
 
 /// Loopback and link-local addresses: no other host can reach them.
-fn reachable_only_here(ip: IpAddr) -> bool {
+pub fn reachable_only_here(ip: IpAddr) -> bool {
+    ip.is_loopback() || is_link_local(ip)
+}
+
+/// 169.254.0.0/16 and fe80::/10: valid only on one link, and for IPv6 only with a scope.
+pub fn is_link_local(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
 
 /// The host's interface addresses (empty if they cannot be read).
-fn interface_addresses() -> Vec<IpAddr> {
+pub fn interface_addresses() -> Vec<IpAddr> {
     match if_addrs::get_if_addrs() {
         Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
         Err(error) => {

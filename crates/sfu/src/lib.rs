@@ -28,6 +28,9 @@ pub mod driver;
 pub mod routing;
 pub mod sfu;
 
-pub use driver::{Command, Deliver, DriverConfig, SfuHandle, start};
+pub use driver::{
+    Command, Deliver, DriverConfig, SfuHandle, interface_addresses, is_link_local,
+    reachable_only_here, start,
+};
 pub use routing::ClientId;
 pub use sfu::{OfferError, Output, Sfu, SfuConfig, SfuStats};

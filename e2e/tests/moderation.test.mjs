@@ -231,20 +231,24 @@ describe('room owners', () => {
     );
     assert.ok(solved.length >= 1, 'the page solved a challenge');
     assert.ok(solved[0].difficulty >= 100_000, JSON.stringify(solved));
-    // A client that skips the check is refused.
+    // A client that skips the check is refused, even with an identity of its own.
     const reply = await ann.page.evaluate(
-      () =>
-        new Promise((resolve) => {
+      async () => {
+        const { newPeerSecret, peerIdOf } = await import('/js/protocol.js');
+        const peerSecret = newPeerSecret();
+        return new Promise((resolve) => {
           const socket = new WebSocket(new URL('/ws', location.href).href.replace('http', 'ws'));
           socket.onopen = () => {
             socket.send(JSON.stringify({ type: 'hello', version: 1 }));
-            socket.send(JSON.stringify({ type: 'join', room: 'AAAAAAAAAAAAAAAAAAAAAA', peer: 'bot-0000000000000000', name: 'Bot' }));
+            const join = { type: 'join', room: 'AAAAAAAAAAAAAAAAAAAAAA', peer: peerIdOf(peerSecret), peerSecret, name: 'Bot' };
+            socket.send(JSON.stringify(join));
           };
           socket.onmessage = (event) => {
             const message = JSON.parse(event.data);
             if (message.type === 'error') resolve(message.code);
           };
-        }),
+        });
+      },
     );
     assert.equal(reply, 'proof-required');
     await ann.context.close();

@@ -149,12 +149,14 @@ function joinAlone(url) {
     let timer;
     /** @type {((message: protocol.ServerMessage) => void) | null} */
     let onSfu = null;
+    // A throwaway identity: the check is nobody in particular.
+    const peerSecret = protocol.newPeerSecret();
     const signaling = new Signaling(
       {
         url,
         room: protocol.newRoomId(),
         kind: 'group',
-        identity: Promise.resolve({ peerId: protocol.newPeerId(), name: 'Connection check' }),
+        identity: Promise.resolve({ peerId: protocol.peerIdOf(peerSecret), peerSecret, name: 'Connection check' }),
       },
       {
         onState: (state, detail) => {

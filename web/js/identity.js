@@ -1,7 +1,8 @@
-// Who you are, without an account: a random peer id and a friendly generated name, kept in this
-// browser so a reload is the same person.
+// Who you are, without an account: a random peer secret, the peer id derived from it, and a
+// friendly generated name, kept in this browser so a reload is the same person. The secret goes
+// to the server with every join (it proves the id is this browser's) and to nobody else.
 
-import { isPeerId, newPeerId, normalizeName } from './protocol.js';
+import { isPeerSecret, newPeerSecret, normalizeName, peerIdOf } from './protocol.js';
 import { getSetting, setSetting } from './storage.js';
 
 const ADJECTIVES = [
@@ -22,16 +23,22 @@ function pick(list) {
 /** A friendly random name such as "Calm Otter". */
 export const friendlyName = () => `${pick(ADJECTIVES)} ${pick(ANIMALS)}`;
 
-/** @typedef {{ peerId: string, name: string }} Identity */
+/** @typedef {{ peerId: string, peerSecret: string, name: string }} Identity */
 
-/** @returns {Promise<Identity>} this browser's identity, created on first use */
+/**
+ * This browser's identity, created on first use. An identity kept before peer secrets existed
+ * (an id without a secret) cannot prove its id: it gets a new secret and so a new id, and keeps
+ * its name.
+ * @returns {Promise<Identity>}
+ */
 export async function loadIdentity() {
   const stored = /** @type {Partial<Identity> | undefined} */ (await getSetting('identity'));
-  const peerId = isPeerId(stored?.peerId) ? /** @type {string} */ (stored?.peerId) : newPeerId();
+  const peerSecret = isPeerSecret(stored?.peerSecret) ? /** @type {string} */ (stored?.peerSecret) : newPeerSecret();
+  const peerId = peerIdOf(peerSecret);
   const name = normalizeName(String(stored?.name ?? '')) ?? friendlyName();
-  const identity = { peerId, name };
+  const identity = { peerId, peerSecret, name };
   // Not awaited: the write commits in the background, and joining need not wait for it.
-  if (stored?.peerId !== peerId || stored?.name !== name) setSetting('identity', identity);
+  if (stored?.peerId !== peerId || stored?.peerSecret !== peerSecret || stored?.name !== name) setSetting('identity', identity);
   return identity;
 }
 

@@ -1,8 +1,12 @@
 // The only module that knows Natter's wire format (docs/protocol.md). No DOM access here:
 // UI modules call these builders and parsers and never assemble messages themselves.
 
+import { Sha256 } from './sha256.js';
+
 export const PROTOCOL_VERSION = 1;
 export const ROOM_ID_LENGTH = 22;
+/** A peer secret's length. */
+export const PEER_SECRET_LENGTH = 43;
 export const PEER_ID_MIN = 16;
 export const PEER_ID_MAX = 64;
 export const NAME_MAX_CHARS = 48;
@@ -87,8 +91,33 @@ export function randomId(length) {
 
 /** A new room id: 22 characters, 132 random bits. */
 export const newRoomId = () => randomId(ROOM_ID_LENGTH);
-/** A new peer id. */
-export const newPeerId = () => randomId(22);
+/** A new peer secret: 43 random URL-safe characters (258 bits), the length the server takes. */
+export const newPeerSecret = () => randomId(PEER_SECRET_LENGTH);
+
+/** @param {unknown} value @returns {value is string} */
+export const isPeerSecret = (value) => typeof value === 'string' && value.length === PEER_SECRET_LENGTH && URL_SAFE.test(value);
+
+/**
+ * The peer id a peer secret proves, as the server checks it: the first 22 characters of the
+ * URL-safe base64 of SHA-256("natter peer id v1:" + secret). Hashed here rather than with Web
+ * Crypto, which a page that is not a secure context (a plain-http LAN address) does not have.
+ * @param {string} secret
+ */
+export function peerIdOf(secret) {
+  const digest = new Sha256().update(new TextEncoder().encode(`natter peer id v1:${secret}`)).digest();
+  let bits = 0;
+  let held = 0;
+  let id = '';
+  for (const byte of digest.subarray(0, 17)) {
+    bits = ((bits << 8) | byte) & 0xfff;
+    held += 8;
+    while (held >= 6 && id.length < 22) {
+      held -= 6;
+      id += ALPHABET[(bits >> held) & 63];
+    }
+  }
+  return id;
+}
 /** A new id for one RTCPeerConnection (the `conn` of signal payloads). */
 export const newConnId = () => randomId(16);
 /** A new chat message id. */
@@ -211,16 +240,18 @@ export const hello = () => JSON.stringify({ type: 'hello', version: PROTOCOL_VER
  * @typedef {{ room: string, kind: RoomKind } | { roomName: string }} JoinTarget
  */
 /**
- * `join` or `join-named`, with the proof of work and, if this browser holds one, the owner secret.
- * @param {JoinTarget} target @param {string} peer @param {string} name @param {Proof} proof
- * @param {string | null} [ownerSecret]
+ * `join` or `join-named`, with the peer secret that proves the peer id, the proof of work and,
+ * if this browser holds one, the owner secret.
+ * @param {JoinTarget} target @param {{ peerId: string, peerSecret: string }} identity
+ * @param {string} name @param {Proof} proof @param {string | null} [ownerSecret]
  */
-export function join(target, peer, name, proof, ownerSecret = null) {
+export function join(target, identity, name, proof, ownerSecret = null) {
+  const { peerId: peer, peerSecret } = identity;
   /** @type {Record<string, unknown>} */
   const message =
     'roomName' in target
-      ? { type: 'join-named', roomName: target.roomName, peer, name }
-      : { type: 'join', room: target.room, peer, name };
+      ? { type: 'join-named', roomName: target.roomName, peer, name, peerSecret }
+      : { type: 'join', room: target.room, peer, name, peerSecret };
   if ('kind' in target && target.kind !== 'pair') message.kind = target.kind;
   message.proof = proof;
   if (ownerSecret) message.ownerSecret = ownerSecret;

@@ -336,7 +336,7 @@ async function main() {
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
 
   /** Known before any welcome: joining waits for it. @type {import('./identity.js').Identity} */
-  let identity = { peerId: '', name: '' };
+  let identity = { peerId: '', peerSecret: '', name: '' };
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let typingTimer;
   /** @param {boolean} active */

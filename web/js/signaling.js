@@ -45,7 +45,7 @@ export class Signaling {
 
   /**
    * @param {{ url: string, room?: string, kind?: protocol.RoomKind, roomName?: string,
-   *   identity: Promise<{ peerId: string, name: string }>, ownerSecret?: () => Promise<string | null> }} options
+   *   identity: Promise<{ peerId: string, peerSecret: string, name: string }>, ownerSecret?: () => Promise<string | null> }} options
    *   A room by id (`room`, `kind`) or by name (`roomName`). `identity` may still be loading: the
    *   socket opens, says hello and solves the challenge meanwhile. `ownerSecret` is asked at
    *   every join.
@@ -150,7 +150,7 @@ export class Signaling {
     if (this.#state === 'joined' || this.#state === 'stopped') return;
     const name = this.name ?? identity.name;
     this.#joinedAs = name;
-    socket.send(protocol.join(this.#target(), identity.peerId, name, proof, ownerSecret));
+    socket.send(protocol.join(this.#target(), identity, name, proof, ownerSecret));
   }
 
   /** @param {WebSocket} socket @param {protocol.ServerMessage} message */

@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use unicode_normalization::UnicodeNormalization;
 
+use sha2::{Digest, Sha256};
+
 use crate::limits::{
-    NAME_MAX_CHARS, OWNER_SECRET_LEN, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, ROOM_ID_LEN,
-    ROOM_NAME_MAX_CHARS, ROOM_NAME_MIN_CHARS,
+    NAME_MAX_CHARS, OWNER_SECRET_LEN, PEER_ID_MAX_LEN, PEER_ID_MIN_LEN, PEER_SECRET_LEN,
+    ROOM_ID_LEN, ROOM_NAME_MAX_CHARS, ROOM_NAME_MIN_CHARS,
 };
 
 /// Why an id or a name was refused.
@@ -36,6 +38,9 @@ pub enum IdError {
     /// An owner secret is [`OWNER_SECRET_LEN`] characters of the URL-safe base64 alphabet.
     #[error("an owner secret is {OWNER_SECRET_LEN} characters of A-Z, a-z, 0-9, '-' and '_'")]
     OwnerSecret,
+    /// A peer secret is [`PEER_SECRET_LEN`] characters of the URL-safe base64 alphabet.
+    #[error("a peer secret is {PEER_SECRET_LEN} characters of A-Z, a-z, 0-9, '-' and '_'")]
+    PeerSecret,
 }
 
 /// The parts every validated text newtype shares: read access, conversion back to `String`
@@ -89,7 +94,11 @@ impl TryFrom<String> for RoomId {
 
 text_newtype!(RoomId);
 
-/// The id a client chose for itself; stable across reloads of the same browser profile.
+/// The id a client goes by; stable across reloads of the same browser profile.
+///
+/// A browser's peer id is [derived from its peer secret](PeerSecret::peer_id): the server lets a
+/// socket use a peer id only with the secret it comes from, so knowing someone's id (everyone in a
+/// room does) grants nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PeerId(String);
@@ -106,6 +115,91 @@ impl TryFrom<String> for PeerId {
 }
 
 text_newtype!(PeerId);
+
+/// The secret a browser keeps with its identity: 32 random bytes in URL-safe base64. Its
+/// [peer id](Self::peer_id) is a hash of it, so presenting the secret with a `join` proves the
+/// right to that id, and the server keeps nothing to check it against. It goes to the server only
+/// (never to other people) and never into a log: its `Debug` output hides the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PeerSecret(String);
+
+impl TryFrom<String> for PeerSecret {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        if value.len() == PEER_SECRET_LEN && is_url_safe(&value) {
+            Ok(Self(value))
+        } else {
+            Err(IdError::PeerSecret)
+        }
+    }
+}
+
+/// What is hashed in front of a peer secret, so a peer id can be no other hash of it.
+const PEER_ID_DOMAIN: &str = "natter peer id v1:";
+
+/// The URL-safe base64 alphabet.
+const URL_SAFE_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+impl PeerSecret {
+    /// The peer id this secret proves: the first 22 characters (132 bits) of the unpadded
+    /// URL-safe base64 of SHA-256(`"natter peer id v1:"` followed by the secret's text).
+    pub fn peer_id(&self) -> PeerId {
+        let digest = Sha256::new()
+            .chain_update(PEER_ID_DOMAIN)
+            .chain_update(&self.0)
+            .finalize();
+        // 22 characters of 6 bits each come from the first 17 bytes (136 bits).
+        let mut bits: u32 = 0;
+        let mut held = 0;
+        let mut id = String::with_capacity(PEER_ID_DERIVED_LEN);
+        for byte in &digest[..17] {
+            bits = (bits << 8) | u32::from(*byte);
+            held += 8;
+            while held >= 6 && id.len() < PEER_ID_DERIVED_LEN {
+                held -= 6;
+                id.push(char::from(
+                    URL_SAFE_ALPHABET[((bits >> held) & 63) as usize],
+                ));
+            }
+        }
+        PeerId(id)
+    }
+
+    /// True when this secret is the one `peer` was derived from. The comparison takes the same
+    /// time wherever the ids differ.
+    pub fn proves(&self, peer: &PeerId) -> bool {
+        let (derived, claimed) = (self.peer_id(), peer.as_str().as_bytes());
+        let derived = derived.as_str().as_bytes();
+        derived.len() == claimed.len()
+            && derived
+                .iter()
+                .zip(claimed)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    }
+
+    /// The secret as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The length of a peer id derived from a secret.
+pub const PEER_ID_DERIVED_LEN: usize = 22;
+
+impl From<PeerSecret> for String {
+    fn from(value: PeerSecret) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Debug for PeerSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerSecret(hidden)")
+    }
+}
 
 /// A person's display name, as others see it.
 ///
@@ -262,6 +356,26 @@ mod tests {
             RoomId::try_from("abcdefghijklmnopqrstué".to_owned()),
             Err(IdError::RoomId)
         );
+    }
+
+    #[test]
+    fn a_peer_secret_proves_its_own_id_and_no_other() {
+        let secret = PeerSecret::try_from("A".repeat(PEER_SECRET_LEN)).expect("valid");
+        let other = PeerSecret::try_from("B".repeat(PEER_SECRET_LEN)).expect("valid");
+        let id = secret.peer_id();
+        // The value docs/protocol.md and web/js/identity.js are checked against.
+        assert_eq!(id.as_str(), "aRgIaJ_hvcAfezbWR3QxTi");
+        assert_eq!(id.as_str().len(), PEER_ID_DERIVED_LEN);
+        assert!(secret.proves(&id));
+        assert!(!other.proves(&id));
+        assert!(!secret.proves(&other.peer_id()));
+        // A prefix or an extension of the real id proves nothing either.
+        let longer = PeerId::try_from(format!("{id}A")).expect("valid");
+        let shorter = PeerId::try_from(id.as_str()[..21].to_owned()).expect("valid");
+        assert!(!secret.proves(&longer) && !secret.proves(&shorter));
+        assert_eq!(format!("{secret:?}"), "PeerSecret(hidden)");
+        assert!(PeerSecret::try_from("A".repeat(PEER_SECRET_LEN - 1)).is_err());
+        assert!(PeerSecret::try_from(format!("{}=", "A".repeat(PEER_SECRET_LEN - 1))).is_err());
     }
 
     #[test]

@@ -19,5 +19,5 @@ pub mod pow;
 pub mod relay;
 pub mod signaling;
 
-pub use ids::{DisplayName, IdError, OwnerSecret, PeerId, RoomId, RoomName};
+pub use ids::{DisplayName, IdError, OwnerSecret, PeerId, PeerSecret, RoomId, RoomName};
 pub use signaling::{ClientMessage, DecodeError, ErrorCode, ServerMessage};

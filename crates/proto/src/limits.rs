@@ -17,6 +17,8 @@ pub const ROOM_NAME_MIN_CHARS: usize = 3;
 pub const ROOM_NAME_MAX_CHARS: usize = 40;
 /// Length of an owner secret: 32 random bytes in unpadded URL-safe base64.
 pub const OWNER_SECRET_LEN: usize = 43;
+/// Length of a peer secret: 32 random bytes in unpadded URL-safe base64.
+pub const PEER_SECRET_LEN: usize = 43;
 /// Longest proof-of-work challenge token.
 pub const CHALLENGE_MAX_LEN: usize = 160;
 /// Joins with a missing or wrong proof a socket may send before it is closed (1008).

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{DisplayName, IdError, OwnerSecret, PeerId, RoomId, RoomName};
+use crate::ids::{DisplayName, IdError, OwnerSecret, PeerId, PeerSecret, RoomId, RoomName};
 use crate::pow::Proof;
 
 /// A message from a client to the server.
@@ -22,8 +22,9 @@ pub enum ClientMessage {
     Join {
         /// The room to enter.
         room: RoomId,
-        /// The client's own, persistent id. Rejoining with the same id within the grace period
-        /// resumes the previous place instead of announcing a new person.
+        /// The client's own, persistent id, derived from the `peerSecret` it sends with it.
+        /// Rejoining with the same id within the grace period resumes the previous place instead
+        /// of announcing a new person.
         peer: PeerId,
         /// The name others see.
         name: DisplayName,
@@ -127,6 +128,15 @@ pub enum ClientMessage {
 /// What a `join` or `join-named` shows to be let in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {
+    /// The secret the `peer` id is derived from: the proof that this browser is that person.
+    /// Required; a join without it, or with one that does not give the id, is refused
+    /// (`peer-unproven`).
+    #[serde(
+        default,
+        rename = "peerSecret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub peer_secret: Option<PeerSecret>,
     /// The solved `challenge`; required unless the server's difficulty is 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<Proof>,
@@ -500,6 +510,8 @@ pub enum ErrorCode {
     NotGroupRoom,
     /// The SFU could not use the offer (malformed SDP, an unknown `mid`, too many tracks).
     BadOffer,
+    /// `join` without the `peerSecret` its peer id is derived from, or with another one.
+    PeerUnproven,
     /// The room name breaks a rule; the message says which.
     InvalidRoomName,
     /// `join` without a `proof` of the server's challenge.
@@ -526,7 +538,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -542,6 +554,7 @@ impl ErrorCode {
         Self::ServerBusy,
         Self::NotGroupRoom,
         Self::BadOffer,
+        Self::PeerUnproven,
         Self::InvalidRoomName,
         Self::ProofRequired,
         Self::BadProof,
@@ -575,6 +588,9 @@ impl ErrorCode {
             Self::ServerBusy => "the server is busy; try again shortly",
             Self::NotGroupRoom => "this server does not relay pair rooms through its media relay",
             Self::BadOffer => "the media relay could not use this offer",
+            Self::PeerUnproven => {
+                "a peer id is usable only with the peer secret it is derived from"
+            }
             Self::InvalidRoomName => {
                 "a room name is 3 to 40 letters, digits, '-', '_' and '.', beginning and ending with a letter or digit"
             }
@@ -644,6 +660,8 @@ struct LooseMessage {
     room_name: Option<Value>,
     #[serde(rename = "ownerSecret")]
     owner_secret: Option<Value>,
+    #[serde(rename = "peerSecret")]
+    peer_secret: Option<Value>,
 }
 
 impl ClientMessage {
@@ -694,7 +712,8 @@ impl ClientMessage {
             .or_else(|| field_error(loose.to, |s| PeerId::try_from(s).map(drop)))
             .or_else(|| field_error(loose.name, |s| DisplayName::try_from(s).map(drop)))
             .or_else(|| field_error(loose.room_name, |s| RoomName::try_from(s).map(drop)))
-            .or_else(|| field_error(loose.owner_secret, |s| OwnerSecret::try_from(s).map(drop)));
+            .or_else(|| field_error(loose.owner_secret, |s| OwnerSecret::try_from(s).map(drop)))
+            .or_else(|| field_error(loose.peer_secret, |s| PeerSecret::try_from(s).map(drop)));
         match id_error {
             Some(error) => Err(DecodeError {
                 code: match error {
@@ -703,6 +722,7 @@ impl ClientMessage {
                     IdError::Name => ErrorCode::InvalidName,
                     IdError::RoomName(_) => ErrorCode::InvalidRoomName,
                     IdError::OwnerSecret => ErrorCode::BadMessage,
+                    IdError::PeerSecret => ErrorCode::PeerUnproven,
                 },
                 detail: error.to_string(),
             }),

@@ -84,6 +84,48 @@ fn every_example_parses_and_round_trips() {
 }
 
 #[test]
+fn every_joins_peer_secret_proves_its_peer_id() {
+    let mut joins = 0;
+    for (kind, text) in examples() {
+        if kind != "client" {
+            continue;
+        }
+        let admission_and_peer = match ClientMessage::decode(&text).unwrap() {
+            ClientMessage::Join {
+                peer, admission, ..
+            }
+            | ClientMessage::JoinNamed {
+                peer, admission, ..
+            } => (peer, admission),
+            _ => continue,
+        };
+        let (peer, admission) = admission_and_peer;
+        let secret = admission
+            .peer_secret
+            .expect("every join carries peerSecret");
+        assert!(secret.proves(&peer), "{text}");
+        joins += 1;
+    }
+    assert_eq!(joins, 2, "join and join-named");
+    // The worked example in "Identity".
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/protocol.md"
+    ))
+    .unwrap();
+    let secret = natter_proto::PeerSecret::try_from(
+        "Hq3Zx8Lm4Np7Rs1Vc6Ws3Hd5Jf9Ga7Ue2Yo0Ri4KtPb".to_owned(),
+    )
+    .unwrap();
+    let worked = format!(
+        "`{}` gives the peer id `{}`",
+        secret.as_str(),
+        secret.peer_id()
+    );
+    assert!(doc.replace('\n', " ").contains(&worked), "{worked}");
+}
+
+#[test]
 fn every_message_type_has_a_section() {
     for (kind, text) in examples() {
         if kind == "client" || kind == "server" {

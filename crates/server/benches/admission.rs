@@ -164,7 +164,12 @@ async fn flood(address: std::net::SocketAddr, seconds: u64) -> Flood {
             }
             room += 1;
             let room_id = format!("bench-room-{room:011}");
-            let join = json!({"type": "join", "room": room_id, "peer": format!("bench-peer-{room:011}"), "name": "Bench"});
+            // A real identity, so the refusal is the bot check's, not the identity check's.
+            let secret = format!("bench-secret-{room:030}");
+            let peer = natter_proto::PeerSecret::try_from(secret.clone())
+                .expect("43 URL-safe characters")
+                .peer_id();
+            let join = json!({"type": "join", "room": room_id, "peer": peer, "peerSecret": secret, "name": "Bench"});
             if ws.send(Message::text(join.to_string())).await.is_err() {
                 break;
             }

@@ -102,8 +102,12 @@ async fn open_connection(url: String, index: usize, mode: Mode) -> anyhow::Resul
     expect(reply.to_text()?, r#""type":"challenge""#)?;
     if mode == Mode::Joined {
         let room = format!("{:0>22}", index / 2);
+        let secret = format!("bench-secret-{index:0>30}");
+        let peer = natter_proto::PeerSecret::try_from(secret.clone())
+            .context("43 URL-safe characters")?
+            .peer_id();
         let join = format!(
-            r#"{{"type":"join","room":"{room}","peer":"bench-peer-{index:0>10}","name":"Bench {index}"}}"#
+            r#"{{"type":"join","room":"{room}","peer":"{peer}","peerSecret":"{secret}","name":"Bench {index}"}}"#
         );
         socket.send(Message::text(join)).await?;
         let reply = socket.next().await.context("closed")??;

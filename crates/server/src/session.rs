@@ -558,20 +558,31 @@ impl Session {
         admission: Admission,
     ) -> Option<End> {
         let Admission {
+            peer_secret,
             proof,
             owner_secret,
         } = admission;
-        if let Some(refusal) = self.proof_refusal(proof.as_ref()) {
+        // The id is checked first: a join with someone else's id must not even spend a proof.
+        // The victim hears nothing of it.
+        let proven = peer_secret.is_some_and(|secret| secret.proves(&peer));
+        let refusal = if proven {
+            self.proof_refusal(proof.as_ref())
+        } else {
+            Some(ServerMessage::error(ErrorCode::PeerUnproven))
+        };
+        if let Some(refusal) = refusal {
             self.bad_proofs += 1;
             if self.bad_proofs > BAD_PROOF_TOLERANCE {
                 tracing::info!(
                     session = self.id.0,
                     "closing a socket that sends no valid proofs"
                 );
-                return Some(End::Close(
-                    close::POLICY_VIOLATION,
-                    Some(ErrorCode::BadProof),
-                ));
+                let code = if proven {
+                    ErrorCode::BadProof
+                } else {
+                    ErrorCode::PeerUnproven
+                };
+                return Some(End::Close(close::POLICY_VIOLATION, Some(code)));
             }
             return self.refuse_join(socket, refusal).await;
         }

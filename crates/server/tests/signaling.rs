@@ -7,6 +7,8 @@ mod support;
 
 #[path = "server/acme.rs"]
 mod acme;
+#[path = "server/attacks.rs"]
+mod attacks;
 #[path = "server/deploy.rs"]
 mod deploy;
 #[path = "server/https.rs"]

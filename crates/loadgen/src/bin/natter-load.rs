@@ -229,11 +229,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             audio: true,
             video: index < video,
         };
-        let peer = format!("load-{index:04}-{}", random_id(8, &mut seed));
+        // A peer secret of its own, and the id it proves, as a browser makes them.
+        let secret = random_id(natter_proto::limits::PEER_SECRET_LEN, &mut seed);
         let task = tokio::task::spawn_local(participant(
             ws_url.clone(),
             room.clone(),
-            peer,
+            secret,
             publish,
             epoch,
             index % args.measure_every.max(1) == 0,
@@ -325,12 +326,16 @@ async fn measure(args: &Args, video: usize, shared: &Rc<RefCell<Shared>>) -> any
 async fn participant(
     ws_url: String,
     room: String,
-    peer: String,
+    secret: String,
     publish: Publish,
     epoch: Instant,
     measure: bool,
     shared: Rc<RefCell<Shared>>,
 ) -> anyhow::Result<()> {
+    let peer = natter_proto::PeerSecret::try_from(secret.clone())
+        .context("a peer secret of 43 URL-safe characters")?
+        .peer_id()
+        .to_string();
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
         .await
         .with_context(|| format!("connecting to {ws_url}"))?;
@@ -373,7 +378,7 @@ async fn participant(
                         let nonce = natter_proto::pow::solve(token, difficulty);
                         let proof = json!({"challenge": token, "nonce": nonce});
                         ws.send(send(json!({"type": "join", "room": room, "peer": peer,
-                            "name": peer, "kind": "group", "proof": proof})))
+                            "peerSecret": secret, "name": peer, "kind": "group", "proof": proof})))
                         .await?;
                     }
                     Some("welcome") => welcomed = true,

@@ -21,11 +21,37 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// Room ids: exactly 22 URL-safe characters.
 pub const ROOM: &str = "room-AAAAAAAAAAAAAAAAA";
 pub const OTHER_ROOM: &str = "room_BBBBBBBBBBBBBBBBB";
-/// Peer ids: 16 to 64 URL-safe characters.
-pub const ANN: &str = "peer-ann-0000000001";
-pub const BOB: &str = "peer-bob-0000000002";
-pub const CAT: &str = "peer-cat-0000000003";
-pub const DAN: &str = "peer-dan-0000000004";
+/// The test people's peer ids, each derived from its secret in [`PEOPLE`] as a browser's is.
+pub const ANN: &str = "KqfNZ2uV5q6i30l9OV65y9";
+pub const BOB: &str = "I2QYritOU8vTIRZ7-Rz3AA";
+pub const CAT: &str = "kiOCPYdpib_ViPWvbsJdjV";
+pub const DAN: &str = "VOs6PpO6d7YFH3iYYbXigQ";
+
+/// Each test person's peer id and the peer secret it is derived from.
+pub const PEOPLE: [(&str, &str); 4] = [
+    (ANN, "test-peer-secret-ann00000000000000000000000"),
+    (BOB, "test-peer-secret-bob00000000000000000000000"),
+    (CAT, "test-peer-secret-cat00000000000000000000000"),
+    (DAN, "test-peer-secret-dan00000000000000000000000"),
+];
+
+/// The peer secret of one of the test people.
+pub fn secret_of(peer: &str) -> Option<&'static str> {
+    PEOPLE
+        .iter()
+        .find_map(|(id, secret)| (*id == peer).then_some(*secret))
+}
+
+/// A new person: a random peer secret and the peer id derived from it, as a browser makes them.
+pub fn new_person() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source");
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+    let id = natter_proto::PeerSecret::try_from(secret.clone())
+        .expect("43 URL-safe characters")
+        .peer_id();
+    (id.to_string(), secret)
+}
 
 /// A server running in this test's runtime until [`Server::shutdown`] or until it is dropped.
 pub struct Server {
@@ -160,8 +186,17 @@ impl Client {
         Some(json!({"challenge": token, "nonce": nonce}))
     }
 
-    /// Sends `value` as one text frame.
-    pub async fn send(&mut self, value: Value) {
+    /// Sends `value`. A `join` or `join-named` for one of the test people without a
+    /// `peerSecret` gets theirs added, as their browser would send it; to join without one (as
+    /// an impostor would) send the text with [`Client::send_text`].
+    pub async fn send(&mut self, mut value: Value) {
+        let is_join = matches!(value["type"].as_str(), Some("join" | "join-named"));
+        if is_join
+            && value.get("peerSecret").is_none()
+            && let Some(secret) = value["peer"].as_str().and_then(secret_of)
+        {
+            value["peerSecret"] = json!(secret);
+        }
         self.send_text(value.to_string()).await;
     }
 

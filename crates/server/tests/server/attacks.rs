@@ -1,0 +1,178 @@
+//! Attacks from docs/protocol.md's point of view, written as a hostile member or a hostile
+//! address would try them, each asserting what the victim and a legitimate pair of people from
+//! another address experience: nothing, or a clear documented error.
+
+use std::time::Duration;
+
+use natter_proto::limits::BAD_PROOF_TOLERANCE;
+use serde_json::json;
+
+use crate::support::{ANN, BOB, CAT, DAN, Server, assert_error, new_person, pair, secret_of};
+use crate::{QUIET, client_from, join_group, proxied_config};
+
+/// A join for `peer` written by hand, so the test chooses exactly what proves (or fails to prove)
+/// the id; `proof` is the solved challenge.
+fn impostor_join(room: &str, peer: &str, secret: Option<&str>, proof: serde_json::Value) -> String {
+    let mut join =
+        json!({"type": "join", "room": room, "peer": peer, "name": "Ann", "proof": proof});
+    if let Some(secret) = secret {
+        join["peerSecret"] = json!(secret);
+    }
+    join.to_string()
+}
+
+/// Cat and Dan, from an address of their own, open a pair room and exchange a signal: what a
+/// legitimate pair does while an attack goes on.
+async fn legitimate_pair_talks(server: &Server, room: &str) {
+    let mut cat = client_from(server, "198.51.100.7").await;
+    cat.enter(room, CAT, "Cat").await;
+    let mut dan = client_from(server, "198.51.100.8").await;
+    dan.enter(room, DAN, "Dan").await;
+    assert_eq!(cat.recv().await["type"], "peer-joined");
+    dan.signal(CAT, json!({"sdp": "offer"})).await;
+    let signal = cat.recv().await;
+    assert_eq!(signal["from"], DAN, "{signal}");
+}
+
+#[tokio::test]
+async fn knowing_the_owners_peer_id_takes_nothing_from_them() {
+    let server = Server::start_with(proxied_config()).await;
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    let welcome = join_group(&mut ann, ANN, "Ann").await;
+    assert_eq!(welcome["owner"], ANN, "{welcome}");
+    let mut bob = client_from(&server, "192.0.2.2").await;
+    assert_eq!(join_group(&mut bob, BOB, "Bob").await["type"], "welcome");
+    assert_eq!(ann.recv().await["type"], "peer-joined");
+
+    // Mallory, a member of the room on another socket, knows Ann's id from `welcome` and tries
+    // it: with a malformed secret (refused as it is read), without a secret, and with her own
+    // (valid, but it proves another id). Each join is refused with peer-unproven, the last two
+    // with a new challenge for the next try.
+    let (_, mallorys_secret) = new_person();
+    let mut mallory = client_from(&server, "203.0.113.66").await;
+    mallory.hello().await;
+    let room = crate::support::ROOM;
+    mallory
+        .send_text(impostor_join(room, ANN, Some("not-a-secret"), json!(null)))
+        .await;
+    let refusal = mallory.recv().await;
+    assert_error(&refusal, "peer-unproven");
+    assert!(!refusal.to_string().contains("not-a-secret"), "{refusal}");
+    let tries = [None, Some(mallorys_secret.as_str())];
+    for secret in tries {
+        let proof = mallory.proof().await;
+        mallory
+            .send_text(impostor_join(room, ANN, secret, proof))
+            .await;
+        mallory.expect_error("peer-unproven").await;
+    }
+    // Not in the room: nothing of it reaches her.
+    mallory.signal(BOB, json!("for Ann's eyes")).await;
+    mallory.expect_error("not-joined").await;
+
+    // Ann noticed nothing: not closed, not replaced, still the owner; Bob saw nobody come.
+    ann.expect_silence(QUIET).await;
+    bob.expect_silence(QUIET).await;
+    ann.send(json!({"type": "lock", "locked": true})).await;
+    assert_eq!(ann.recv().await["type"], "room-state");
+    bob.signal(ANN, json!({"sdp": "to Ann"})).await;
+    let signal = ann.recv().await;
+    assert_eq!(
+        signal["from"], BOB,
+        "the signals for Ann still reach Ann: {signal}"
+    );
+
+    // Past the tolerance for refused joins the impostor's socket is closed with 1008.
+    let tolerance = usize::try_from(BAD_PROOF_TOLERANCE).unwrap();
+    for _ in tries.len()..tolerance {
+        let proof = mallory.proof().await;
+        mallory
+            .send_text(impostor_join(crate::support::ROOM, ANN, None, proof))
+            .await;
+        mallory.expect_error("peer-unproven").await;
+    }
+    let proof = mallory.proof().await;
+    mallory
+        .send_text(impostor_join(crate::support::ROOM, ANN, None, proof))
+        .await;
+    mallory.expect_error("peer-unproven").await;
+    mallory.expect_close(1008).await;
+    ann.expect_silence(QUIET).await;
+
+    legitimate_pair_talks(&server, crate::support::OTHER_ROOM).await;
+}
+
+#[tokio::test]
+async fn a_pair_rooms_signals_stay_with_the_person_who_proved_the_id() {
+    let server = Server::start_with(proxied_config()).await;
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    ann.enter(crate::support::ROOM, ANN, "Ann").await;
+    let mut bob = client_from(&server, "192.0.2.2").await;
+    bob.enter(crate::support::ROOM, BOB, "Bob").await;
+    assert_eq!(ann.recv().await["type"], "peer-joined");
+    // Bob drops; while his place is kept, an impostor presents his id without his secret.
+    drop(bob);
+    let mut mallory = client_from(&server, "203.0.113.66").await;
+    mallory.hello().await;
+    let proof = mallory.proof().await;
+    mallory
+        .send_text(impostor_join(crate::support::ROOM, BOB, None, proof))
+        .await;
+    mallory.expect_error("peer-unproven").await;
+    // Ann's offer does not reach the impostor.
+    ann.signal(BOB, json!({"sdp": "Ann's offer"})).await;
+    mallory.expect_silence(QUIET).await;
+    // The real Bob, with his secret, takes his place back and reads on.
+    bob = client_from(&server, "192.0.2.2").await;
+    let welcome = {
+        bob.hello().await;
+        bob.join(crate::support::ROOM, BOB, "Bob").await
+    };
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    ann.signal(BOB, json!({"sdp": "again"})).await;
+    let mut got = bob.recv().await;
+    // A signal sent while Bob was away may come first; Ann's latest follows.
+    if got["payload"]["sdp"] == "Ann's offer" {
+        got = bob.recv().await;
+    }
+    assert_eq!(got["payload"]["sdp"], "again", "{got}");
+}
+
+#[tokio::test]
+async fn a_second_tab_with_the_secret_still_takes_over_its_own_place() {
+    let server = Server::start().await;
+    let (mut ann, mut old_bob) = pair(&server, crate::support::ROOM).await;
+    let mut new_bob = server.client().await;
+    new_bob.hello().await;
+    let secret = secret_of(BOB).unwrap();
+    let proof = new_bob.proof().await;
+    new_bob
+        .send(
+            json!({"type": "join", "room": crate::support::ROOM, "peer": BOB, "name": "Bob",
+            "peerSecret": secret, "proof": proof}),
+        )
+        .await;
+    assert_eq!(new_bob.recv().await["resumed"], true);
+    old_bob.expect_error("replaced").await;
+    old_bob.expect_close(4000).await;
+    ann.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_peer_secret_never_comes_back_in_any_message() {
+    let server = Server::start().await;
+    let (id, secret) = new_person();
+    let mut client = server.client().await;
+    client.hello().await;
+    let proof = client.proof().await;
+    client
+        .send(
+            json!({"type": "join", "room": crate::support::ROOM, "peer": id, "name": "Eve",
+            "peerSecret": secret, "proof": proof}),
+        )
+        .await;
+    let welcome = client.recv().await;
+    assert_eq!(welcome["peer"], id.as_str());
+    assert!(!welcome.to_string().contains(&secret), "{welcome}");
+}

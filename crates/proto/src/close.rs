@@ -6,6 +6,8 @@ pub const NORMAL: u16 = 1000;
 pub const GOING_AWAY: u16 = 1001;
 /// The client sent a binary frame; signaling is JSON text only.
 pub const UNSUPPORTED_DATA: u16 = 1003;
+/// A text frame was not valid UTF-8.
+pub const INVALID_DATA: u16 = 1007;
 /// The client kept sending after being rate limited.
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A frame or message was larger than [`crate::limits::MAX_MESSAGE_BYTES`].
@@ -24,3 +26,24 @@ pub const TOO_SLOW: u16 = 4003;
 pub const KICKED: u16 = 4004;
 /// The room's owner banned this person. Do not reconnect.
 pub const BANNED: u16 = 4005;
+/// The connection would have taken its address past its share of the server's memory (media
+/// sections in the relay). Reconnect only with a smaller offer.
+pub const OVER_BUDGET: u16 = 4006;
+
+/// Every close code, in the order `docs/protocol.md` lists them.
+pub const ALL: [u16; 14] = [
+    NORMAL,
+    GOING_AWAY,
+    UNSUPPORTED_DATA,
+    INVALID_DATA,
+    POLICY_VIOLATION,
+    MESSAGE_TOO_BIG,
+    INTERNAL_ERROR,
+    REPLACED,
+    TIMEOUT,
+    UNSUPPORTED_VERSION,
+    TOO_SLOW,
+    KICKED,
+    BANNED,
+    OVER_BUDGET,
+];

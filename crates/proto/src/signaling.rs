@@ -512,6 +512,9 @@ pub enum ErrorCode {
     BadOffer,
     /// `join` without the `peerSecret` its peer id is derived from, or with another one.
     PeerUnproven,
+    /// The connection would take its address past its share of the server's memory; the socket
+    /// closes (4006).
+    OverBudget,
     /// The room name breaks a rule; the message says which.
     InvalidRoomName,
     /// `join` without a `proof` of the server's challenge.
@@ -538,7 +541,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -555,6 +558,7 @@ impl ErrorCode {
         Self::NotGroupRoom,
         Self::BadOffer,
         Self::PeerUnproven,
+        Self::OverBudget,
         Self::InvalidRoomName,
         Self::ProofRequired,
         Self::BadProof,
@@ -588,6 +592,7 @@ impl ErrorCode {
             Self::ServerBusy => "the server is busy; try again shortly",
             Self::NotGroupRoom => "this server does not relay pair rooms through its media relay",
             Self::BadOffer => "the media relay could not use this offer",
+            Self::OverBudget => "your address holds as much of the media relay as one address may",
             Self::PeerUnproven => {
                 "a peer id is usable only with the peer secret it is derived from"
             }

@@ -278,6 +278,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_ip: u32,
 
+    /// Media sections (`m=` lines of `sfu-offer`s) one address may hold in the media relay across
+    /// its connections; each is state the relay keeps. A connection that would pass it is closed
+    /// (4006). One person in a full room of the default size holds about 100.
+    #[arg(long, env = "NATTER_MEDIA_SECTIONS_PER_ADDRESS", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=1_000_000))]
+    pub media_sections_per_address: usize,
+
     /// Origins whose pages may open a WebSocket here (repeatable, or comma-separated in the
     /// environment), e.g. `https://chat.example.org`. By default only pages this server served
     /// itself; clients that send no Origin (not browsers) are always let in.
@@ -711,6 +718,14 @@ impl Config {
             "--pow-difficulty",
             "1000",
         ])
+    }
+
+    /// Most media sections one `sfu-offer` may carry: a receive slot for each source (microphone,
+    /// camera, screen) of everyone else in the largest room, the three it publishes, the data
+    /// channel, and a few to spare for slots a browser keeps while people come and go.
+    pub fn media_sections_per_offer(&self) -> usize {
+        let others = self.group_capacity.saturating_sub(1) as usize;
+        3 * others + 3 + 1 + 8
     }
 
     /// The assistant's settings, or `None` when it is off.

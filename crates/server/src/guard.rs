@@ -6,8 +6,9 @@
 //! Addresses are turned into [`AddressTag`]s at once: no map here holds an IP address, and none
 //! is logged.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -41,6 +42,79 @@ pub struct Guard {
     pub challenges: ChallengeIssuer,
     allowed_origins: Vec<String>,
     client_ip_header: Option<header::HeaderName>,
+    /// Media sections in the SFU, per address.
+    pub media: Arc<MediaBudget>,
+}
+
+/// The media sections (`m=` lines) each address holds in the SFU across its connections. Each
+/// section is state the SFU keeps for as long as the connection lasts, so the sum is what one
+/// address costs it; past the budget a connection is closed (4006).
+#[derive(Debug)]
+pub struct MediaBudget {
+    /// Most sections in one offer.
+    pub per_offer: usize,
+    /// Most sections one address may hold in total.
+    pub per_address: usize,
+    held: Mutex<HashMap<AddressTag, usize>>,
+}
+
+impl MediaBudget {
+    /// A budget of `per_offer` sections per connection and `per_address` per address.
+    pub fn new(per_offer: usize, per_address: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_offer,
+            per_address,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A connection's share of its address's budget, holding nothing yet.
+    pub fn share(self: &Arc<Self>, address: AddressTag) -> MediaShare {
+        MediaShare {
+            budget: Arc::clone(self),
+            address,
+            held: 0,
+        }
+    }
+}
+
+/// What one connection holds of its address's media budget; given back when dropped.
+#[derive(Debug)]
+pub struct MediaShare {
+    budget: Arc<MediaBudget>,
+    address: AddressTag,
+    held: usize,
+}
+
+impl MediaShare {
+    /// Makes this connection hold `sections` (its new offer's count) instead of what it held.
+    /// False, holding what it held before, when that would take its address past the budget.
+    pub fn resize(&mut self, sections: usize) -> bool {
+        let mut held = self
+            .budget
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let total = held.entry(self.address).or_default();
+        let others = total.saturating_sub(self.held);
+        if others + sections > self.budget.per_address {
+            return false;
+        }
+        *total = others + sections;
+        if *total == 0 {
+            held.remove(&self.address);
+        }
+        self.held = sections;
+        true
+    }
+}
+
+impl Drop for MediaShare {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            let _ = self.resize(0);
+        }
+    }
 }
 
 /// Why a request or connection was refused; each becomes an HTTP response.
@@ -109,6 +183,10 @@ impl Guard {
                 .client_ip_header
                 .as_deref()
                 .and_then(|name| header::HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+            media: MediaBudget::new(
+                config.media_sections_per_offer(),
+                config.media_sections_per_address,
+            ),
         })
     }
 

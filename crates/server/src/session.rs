@@ -20,7 +20,7 @@ use natter_sfu::{ClientId, Command as SfuCommand, SfuHandle};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::guard::{ConnectionPlace, Guard};
+use crate::guard::{ConnectionPlace, Guard, MediaShare};
 use crate::names::{NameStore, NamesError};
 use crate::pow::ProofError;
 use crate::rate::TokenBucket;
@@ -92,6 +92,8 @@ struct Session {
     bad_proofs: u32,
     /// When the WebSocket opened: join times are measured from here.
     opened: Instant,
+    /// The media sections this connection holds in the SFU, counted in its address's budget.
+    media: MediaShare,
 }
 
 /// Runs the session until the socket closes or the server shuts down.
@@ -106,6 +108,7 @@ pub(crate) async fn run(
     let (outbound, mut queue) = mpsc::channel(OUTBOUND_QUEUE);
     let too_slow = Arc::new(Notify::new());
     let start = Instant::now();
+    let media = client.guard.media.share(client.address);
     let mut session = Session {
         id,
         registry,
@@ -126,6 +129,7 @@ pub(crate) async fn run(
         ever_joined: false,
         bad_proofs: 0,
         opened: start,
+        media,
     };
     let mut ping = tokio::time::interval_at(start + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = start;
@@ -152,7 +156,13 @@ pub(crate) async fn run(
                     Some(Ok(Message::Binary(_))) => {
                         break End::Close(close::UNSUPPORTED_DATA, Some(ErrorCode::BadMessage));
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    // Control frames cost as much as messages (a ping is answered with a pong),
+                    // so they take from the same budget, silently.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        if let Some(end) = session.count_control_frame() {
+                            break end;
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | None => break End::Dropped,
                     Some(Err(error)) => break read_error_end(error),
                 }
@@ -217,17 +227,19 @@ async fn finish_close(socket: &mut WebSocket) {
     }
 }
 
-/// A frame over the size limit is a protocol error with its own close code; anything else
-/// means the connection broke.
+/// A frame over the size limit and a text frame that is not UTF-8 are protocol errors with close
+/// codes of their own; anything else means the connection broke.
 fn read_error_end(error: axum::Error) -> End {
-    let too_big = error
+    match error
         .into_inner()
         .downcast::<tungstenite::Error>()
-        .is_ok_and(|error| matches!(*error, tungstenite::Error::Capacity(_)));
-    if too_big {
-        End::Close(close::MESSAGE_TOO_BIG, None)
-    } else {
-        End::Dropped
+        .map(|error| *error)
+    {
+        Ok(tungstenite::Error::Capacity(_)) => End::Close(close::MESSAGE_TOO_BIG, None),
+        Ok(tungstenite::Error::Utf8(_)) => {
+            End::Close(close::INVALID_DATA, Some(ErrorCode::BadMessage))
+        }
+        _ => End::Dropped,
     }
 }
 
@@ -238,6 +250,11 @@ fn relayed_signal_len(payload: &serde_json::Value) -> usize {
     const ENVELOPE: &str = r#"{"type":"signal","from":"","payload":}"#;
     let payload_len = serde_json::to_vec(payload).map_or(usize::MAX, |bytes| bytes.len());
     payload_len.saturating_add(ENVELOPE.len() + PEER_ID_MAX_LEN)
+}
+
+/// The number of media sections (`m=` lines) in an SDP.
+fn media_sections(sdp: &str) -> usize {
+    sdp.lines().filter(|line| line.starts_with("m=")).count()
 }
 
 /// A message id as the chat uses them: 8 to 64 URL-safe characters.
@@ -320,6 +337,19 @@ impl Session {
         self.reply(socket, &ServerMessage::error(code)).await
     }
 
+    /// A WebSocket ping or pong from the client: it takes a token like a message; a socket that
+    /// keeps sending them past the limit is closed as a flood. `Some` ends the session.
+    fn count_control_frame(&mut self) -> Option<End> {
+        if self.limiter.try_take(Instant::now().into_std()) {
+            return None;
+        }
+        self.dropped_messages += 1;
+        (self.dropped_messages > FLOOD_TOLERANCE).then(|| {
+            tracing::info!(session = self.id.0, "closing a socket flooding with pings");
+            End::Close(close::POLICY_VIOLATION, Some(ErrorCode::RateLimited))
+        })
+    }
+
     /// Handles one text frame. `Some` ends the session.
     async fn on_text(&mut self, socket: &mut WebSocket, frame: &str) -> Option<End> {
         let now = Instant::now();
@@ -365,10 +395,17 @@ impl Session {
                     Some(ErrorCode::UnsupportedVersion),
                 ))
             }
-            (ClientMessage::Hello { .. }, stage) => {
-                if matches!(stage, Stage::AwaitingHello) {
-                    self.stage = Stage::Ready;
-                }
+            (ClientMessage::Hello { .. }, Stage::Ready | Stage::Joined { .. }) => {
+                // A hello is answered with a challenge: repeated, it would let one socket raise
+                // everyone's difficulty.
+                let reply = ServerMessage::error_with(
+                    ErrorCode::BadMessage,
+                    "hello comes once, first, on each connection",
+                );
+                self.reply(socket, &reply).await
+            }
+            (ClientMessage::Hello { .. }, Stage::AwaitingHello) => {
+                self.stage = Stage::Ready;
                 let hello = ServerMessage::Hello {
                     version: PROTOCOL_VERSION,
                     server: concat!("natter/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -432,6 +469,24 @@ impl Session {
                 // A pair room reaches the relay only as a fallback, which the operator may forbid.
                 if *kind != RoomKind::Group && !self.registry.pair_server_relay() {
                     return self.reply_error(socket, ErrorCode::NotGroupRoom).await;
+                }
+                // Each media section is state the SFU keeps: bounded per offer, and per address
+                // across its connections, before the SFU parses anything.
+                let sections = media_sections(&sdp);
+                let per_offer = self.client.guard.media.per_offer;
+                if sections > per_offer {
+                    let reply = ServerMessage::error_with(
+                        ErrorCode::BadOffer,
+                        format!("an offer carries at most {per_offer} media sections"),
+                    );
+                    return self.reply(socket, &reply).await;
+                }
+                if !self.media.resize(sections) {
+                    tracing::info!(
+                        session = self.id.0,
+                        "closing a connection over its address's media budget"
+                    );
+                    return Some(End::Close(close::OVER_BUDGET, Some(ErrorCode::OverBudget)));
                 }
                 let handle = self.handle.clone();
                 let command = SfuCommand::Offer {
@@ -679,9 +734,10 @@ impl Session {
     }
 
     /// Ends this session's media connection. Awaited: a lost removal would leave a frozen tile.
-    async fn leave_media(&self) {
+    async fn leave_media(&mut self) {
         let client = ClientId(self.id.0);
         self.sfu.send(SfuCommand::Remove { client }).await;
+        self.media.resize(0);
     }
 
     async fn forward(

@@ -1031,7 +1031,7 @@ async fn a_group_room_is_full_at_its_configured_capacity() {
 }
 
 /// A str0m participant that publishes audio and video (or nothing), with its first offer.
-fn synthetic_participant(
+pub(crate) fn synthetic_participant(
     publish: bool,
 ) -> (
     natter_loadgen::Participant,

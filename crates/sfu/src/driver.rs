@@ -560,7 +560,7 @@ impl Driver {
                     tracing::debug!(client = client.0, %error, "offer refused");
                     deliver(ServerMessage::error_with(
                         ErrorCode::BadOffer,
-                        error.to_string(),
+                        error.client_message(),
                     ));
                 }
                 self.delivers.insert(client, deliver);

@@ -57,7 +57,8 @@ pub struct SfuConfig {
     pub bandwidth_estimation: bool,
 }
 
-/// Why [`Sfu::offer`] refused an offer.
+/// Why [`Sfu::offer`] refused an offer. Its `Display` may hold a parser's internal detail (for the
+/// log); what the browser is told is [`OfferError::client_message`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OfferError {
     /// The SDP did not parse or str0m could not answer it.
@@ -66,6 +67,19 @@ pub enum OfferError {
     /// The published tracks were malformed (too many, unknown `mid`, a source twice).
     #[error("the published tracks are not valid")]
     Tracks,
+}
+
+impl OfferError {
+    /// What the browser is told: the kind of problem, never a parser's detail (which can hold
+    /// internal state such as addresses in memory).
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            Self::Sdp(_) => "the media relay could not use this offer's SDP",
+            Self::Tracks => {
+                "the published tracks are not valid: at most 3, one per source, each with the mid of a section of the offer"
+            }
+        }
+    }
 }
 
 /// What the caller must do.

@@ -176,3 +176,197 @@ async fn a_peer_secret_never_comes_back_in_any_message() {
     assert_eq!(welcome["peer"], id.as_str());
     assert!(!welcome.to_string().contains(&secret), "{welcome}");
 }
+
+/// An offer with `sections` receive-only audio sections, as a hostile client writes one.
+fn offer_with_sections(sections: usize) -> String {
+    let mut sdp = String::from("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
+    for mid in 0..sections {
+        sdp.push_str(&format!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\na=recvonly\r\n"
+        ));
+    }
+    sdp
+}
+
+#[tokio::test]
+async fn an_offer_with_a_thousand_sections_is_refused_before_the_relay_parses_it() {
+    let server = Server::start_with(proxied_config()).await;
+    let mut mallory = client_from(&server, "203.0.113.66").await;
+    assert_eq!(
+        join_group(&mut mallory, ANN, "Mallory").await["type"],
+        "welcome"
+    );
+    let per_offer = natter_server::Config::for_tests().media_sections_per_offer();
+    mallory
+        .send(json!({"type": "sfu-offer", "sdp": offer_with_sections(1000), "tracks": []}))
+        .await;
+    let refusal = mallory.recv().await;
+    assert_error(&refusal, "bad-offer");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.contains(&per_offer.to_string()), "{refusal}");
+    // A refusal, not a punishment: the socket stays.
+    mallory.expect_alive().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_of_the_relay_than_its_budget() {
+    let mut config = proxied_config();
+    config.media_sections_per_address = 16;
+    let server = Server::start_with(config).await;
+    // Ann, from her own address, is in the room with a real connection to the relay.
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    assert_eq!(join_group(&mut ann, ANN, "Ann").await["type"], "welcome");
+    let (_ann_media, sdp, tracks) = crate::synthetic_participant(true);
+    ann.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
+        .await;
+    assert_eq!(ann.recv().await["type"], "sfu-answer");
+
+    // Mallory's first socket takes 12 sections of her address's 16; her second asks for 8 more
+    // and is closed with over-budget and 4006. Her first is untouched.
+    let mut first = client_from(&server, "203.0.113.66").await;
+    assert_eq!(join_group(&mut first, BOB, "Bob").await["type"], "welcome");
+    first
+        .send(json!({"type": "sfu-offer", "sdp": offer_with_sections(12), "tracks": []}))
+        .await;
+    let (eve, eves_secret) = new_person();
+    let mut second = client_from(&server, "203.0.113.66").await;
+    second.hello().await;
+    let proof = second.proof().await;
+    second
+        .send(
+            json!({"type": "join", "room": crate::support::ROOM, "kind": "group", "peer": eve,
+            "peerSecret": eves_secret, "name": "Eve", "proof": proof}),
+        )
+        .await;
+    assert_eq!(second.recv().await["type"], "welcome");
+    second
+        .send(json!({"type": "sfu-offer", "sdp": offer_with_sections(8), "tracks": []}))
+        .await;
+    loop {
+        let message = second.recv().await;
+        if message["type"] == "peer-left" || message["type"] == "peer-joined" {
+            continue;
+        }
+        assert_error(&message, "over-budget");
+        break;
+    }
+    second.expect_close(4006).await;
+
+    // A smaller offer fits: the budget counts what each connection holds now, not what it asked.
+    first
+        .send(json!({"type": "sfu-offer", "sdp": offer_with_sections(4), "tracks": []}))
+        .await;
+    // Another address has a budget of its own, and Ann's connection carries on.
+    let mut cat = client_from(&server, "198.51.100.7").await;
+    assert_eq!(join_group(&mut cat, CAT, "Cat").await["type"], "welcome");
+    let (_cat_media, sdp, tracks) = crate::synthetic_participant(true);
+    cat.send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": tracks}))
+        .await;
+    loop {
+        let message = cat.recv().await;
+        if message["type"] == "sfu-answer" {
+            break;
+        }
+        assert_ne!(message["type"], "error", "{message}");
+    }
+    still_connected(&mut ann).await;
+}
+
+/// Asserts the socket still answers, past whatever room traffic (`sfu-tracks`, `peer-joined`)
+/// arrives meanwhile, none of it an error.
+async fn still_connected(client: &mut crate::support::Client) {
+    client.send(json!({"type": "ping"})).await;
+    loop {
+        let message = client.recv().await;
+        if message["type"] == "pong" {
+            return;
+        }
+        assert_ne!(message["type"], "error", "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_hello_is_refused_and_earns_no_challenge() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    for _ in 0..3 {
+        client.send(json!({"type": "hello", "version": 1})).await;
+        client.expect_error("bad-message").await;
+    }
+    // The challenge from the first hello is still the one to solve: no other came.
+    let welcome = client.join(crate::support::ROOM, ANN, "Ann").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_closed_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, coding::Data, coding::OpCode};
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    let frame = Frame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);
+    client
+        .send_frame(tokio_tungstenite::tungstenite::Message::Frame(frame))
+        .await;
+    client.expect_error("bad-message").await;
+    client.expect_close(1007).await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_closed_like_a_message_flood() {
+    let server = Server::start().await;
+    let mut client = server.client().await;
+    client.hello().await;
+    let mut sent = 0;
+    while sent < 5_000
+        && client
+            .try_send_frame(tokio_tungstenite::tungstenite::Message::Ping(
+                Default::default(),
+            ))
+            .await
+    {
+        sent += 1;
+    }
+    // Somewhere past the burst and the flood tolerance the server closes: 1008 and rate-limited.
+    loop {
+        match client.next_event().await {
+            crate::support::Event::Message(message) => {
+                assert_error(&message, "rate-limited");
+            }
+            crate::support::Event::Closed(code) => {
+                assert_eq!(code, Some(1008));
+                break;
+            }
+            crate::support::Event::Ended(why) => panic!("ended without a close frame: {why}"),
+        }
+    }
+    assert!(sent < 5_000 || sent > 160, "{sent}");
+}
+
+#[tokio::test]
+async fn a_refused_offer_names_the_problem_and_nothing_of_the_servers_insides() {
+    let server = Server::start().await;
+    let mut mallory = server.client().await;
+    assert_eq!(
+        join_group(&mut mallory, ANN, "Mallory").await["type"],
+        "welcome"
+    );
+    // Inputs that make str0m's SDP parser report positions and internal state.
+    for sdp in [
+        "v=0\r\nm=",
+        "certainly not SDP",
+        "v=0\r\no=- x\r\nm=audio nine\r\n",
+        "\u{0}\u{1}",
+    ] {
+        mallory
+            .send(json!({"type": "sfu-offer", "sdp": sdp, "tracks": []}))
+            .await;
+        let refusal = mallory.recv().await;
+        assert_error(&refusal, "bad-offer");
+        let message = refusal["message"].as_str().unwrap();
+        for inside in ["0x", "Pointer", "Offset", "panicked", "str0m", "line "] {
+            assert!(!message.contains(inside), "{message}");
+        }
+    }
+}

@@ -210,6 +210,11 @@ impl Client {
         self.ws.send(message).await.unwrap();
     }
 
+    /// Sends a raw frame, returning false if the socket is already unusable.
+    pub async fn try_send_frame(&mut self, message: Message) -> bool {
+        self.ws.send(message).await.is_ok()
+    }
+
     /// Sends a frame, returning false if the socket is already unusable (e.g. while flooding).
     pub async fn try_send_text(&mut self, text: &str) -> bool {
         self.ws.send(Message::text(text)).await.is_ok()

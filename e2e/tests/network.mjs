@@ -8,7 +8,6 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +29,7 @@ const DENIED_PEERS = [
   'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // unique local
   'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // link local
   // 198.18.0.0/15 stays allowed: the tests' browsers live there.
+  // So does 203.0.113.0/24, topology.mjs's internet: relays reach the people's NAT routers there.
 ];
 
 /**
@@ -226,15 +226,4 @@ async function nft(script) {
   });
   child.stdin?.end(script);
   await done;
-}
-
-/**
- * Sets the range the kernel picks ephemeral ports from (Chromium's ICE sockets, node's, the
- * media server's `--rtc-port 0`), so none can land in coturn's relay range and slip through a
- * PacketFilter that lets that range pass. The setting belongs to the network namespace, so
- * inside netns-run this leaves the machine's own range alone.
- * @param {number} low @param {number} high
- */
-export async function setEphemeralPorts(low, high) {
-  await writeFile('/proc/sys/net/ipv4/ip_local_port_range', `${low} ${high}\n`);
 }

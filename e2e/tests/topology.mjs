@@ -494,3 +494,53 @@ export function onTopology(options = {}) {
   });
   return shared;
 }
+
+// --- restrictive networks: a firewall on the people's routers ---------------------------------
+
+/**
+ * A firewall on NAT routers of the topology, as a corporate or hotel network has one: UDP passes
+ * the router (either way) only to and from `udpAllowed` — "address" for every port of a host,
+ * "address:port" for one — and nothing at all passes to or from `blockedHosts`. TCP to every
+ * other host is left alone (the web and ICE-TCP still work). Packets are dropped silently, as
+ * such firewalls do, in a table of its own beside the router's NAT; `remove()` deletes that table
+ * and the router is open again. Dropped packets never make a connection-tracking entry, so
+ * nothing of the blocked time is left behind.
+ * @param {Host[]} routers e.g. `[topology.routerA, topology.routerB]`
+ * @param {{ udpAllowed?: string[], blockedHosts?: string[] }} rules
+ */
+export function firewallRouters(routers, { udpAllowed = [], blockedHosts = [] }) {
+  const table = 'natter_firewall';
+  /** @param {string} destination "address" or "address:port" */
+  const udpPasses = (destination) => {
+    const [address, port] = destination.split(':');
+    return port
+      ? [`ip daddr ${address} udp dport ${port} accept`, `ip saddr ${address} udp sport ${port} accept`]
+      : [`ip daddr ${address} meta l4proto udp accept`, `ip saddr ${address} meta l4proto udp accept`];
+  };
+  const rules = [
+    ...blockedHosts.flatMap((address) => [`ip daddr ${address} drop`, `ip saddr ${address} drop`]),
+    ...udpAllowed.flatMap(udpPasses),
+    'meta l4proto udp drop',
+  ];
+  // "add table" then "delete table" makes the delete safe when there is none yet; nft applies
+  // the whole script at once.
+  const script = [
+    `add table inet ${table}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    '  chain forward {',
+    // Before the router's own forward chain; a drop in either chain is final.
+    '    type filter hook forward priority -10; policy accept;',
+    ...rules.map((rule) => `    ${rule}`),
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+  for (const router of routers) router.run(['nft', '-f', '-'], script);
+  return {
+    /** Opens the routers again (idempotent). */
+    remove() {
+      for (const router of routers) router.run(['nft', '-f', '-'], `add table inet ${table}\ndelete table inet ${table}\n`);
+    },
+  };
+}

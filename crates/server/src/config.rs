@@ -278,6 +278,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_ip: u32,
 
+    /// Connections served at once before they become WebSockets (page loads, static files,
+    /// requests still being sent); further ones are closed at once. Default: a quarter of the
+    /// process's open-files limit (after raising it to the hard limit), at least 64.
+    #[arg(long, env = "NATTER_MAX_HTTP_CONNECTIONS",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_http_connections: Option<usize>,
+
     /// Media sections (`m=` lines of `sfu-offer`s) one address may hold in the media relay across
     /// its connections; each is state the relay keeps. A connection that would pass it is closed
     /// (4006). One person in a full room of the default size holds about 100.

@@ -10,7 +10,9 @@
 
 pub mod config;
 mod guard;
+mod http;
 pub mod ice;
+pub mod limits;
 pub mod luna;
 pub mod metrics;
 mod names;
@@ -23,7 +25,6 @@ pub mod tls;
 mod web;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,7 +34,6 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Router, middleware};
 use natter_proto::limits::GROUP_RECONNECT_GRACE;
 use natter_proto::limits::MAX_SDP_MESSAGE_BYTES;
@@ -234,18 +234,45 @@ pub async fn serve_with(
         });
         serve_beside(redirect, app, &state.stopping);
     }
-    // The TLS listener's own connect info is the peer address, as TcpListener's is.
-    let listener = tls::Listener::new(listener, tls)?.tap_io(|_| {});
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopping)
-    .await?;
+    let tagger = Arc::clone(&state.guard);
+    let listener = tls::Listener::new(listener, tls, Arc::new(move |ip| tagger.tag(ip)))?;
+    let limits = http::HttpLimits {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        // Behind a proxy every connection comes from the proxy.
+        per_address: config.client_ip_header.is_none().then(|| {
+            config
+                .max_connections_per_ip
+                .saturating_add(TCP_BEYOND_WEBSOCKETS)
+        }),
+        http_stage: config.max_http_connections.unwrap_or_else(http_stage_limit),
+    };
+    tracing::info!(
+        connections = limits.http_stage,
+        "most connections served at once before they become WebSockets"
+    );
+    let stopped = state.stopping.subscribe();
+    tokio::spawn(stopping);
+    http::serve(listener, app, Arc::clone(&state.guard), limits, stopped).await;
     // Upgraded sockets outlive the HTTP server; wait for them to say goodbye.
     let all = state.max_connections;
     let _ = tokio::time::timeout(SHUTDOWN_DRAIN, state.connections.acquire_many(all)).await;
     Ok(())
+}
+
+/// Time a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open TCP connections an address may have beyond its WebSockets: a page load's parallel
+/// requests.
+const TCP_BEYOND_WEBSOCKETS: u32 = 32;
+
+/// Connections allowed in the HTTP stage at once: a quarter of the file descriptors the process
+/// may open, so that a crowd of slow or idle requests cannot take the ones WebSockets, the media
+/// relay and the name store need.
+fn http_stage_limit() -> usize {
+    let (soft, _) = limits::open_files();
+    usize::try_from(soft / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(64, 16_384)
 }
 
 /// Serves a small router on a listener of its own (metrics, the HTTPS redirect) until the server
@@ -470,6 +497,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 async fn websocket(
     State(state): State<Arc<AppState>>,
     Extension(ClientAddress(address)): Extension<ClientAddress>,
+    http_stage: Option<Extension<http::HttpStage>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -507,6 +535,10 @@ async fn websocket(
         .max_message_size(MAX_SDP_MESSAGE_BYTES)
         .max_frame_size(MAX_SDP_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
+            // A WebSocket now, counted by its own limits.
+            if let Some(Extension(stage)) = http_stage {
+                stage.leave();
+            }
             session::run(socket, id, registry, sfu, client, stopping).await;
             drop(permit);
         })

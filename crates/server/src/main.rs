@@ -26,6 +26,15 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every connection is a file descriptor; the usual soft limit of 1,024 is what a crowd of
+    // half-open connections exhausts first.
+    let ((soft_before, hard), (soft, _)) = natter_server::limits::raise_open_files();
+    tracing::info!(
+        soft_before,
+        soft,
+        hard,
+        "open files limit (soft raised to hard)"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

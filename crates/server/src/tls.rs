@@ -26,6 +26,9 @@ use tokio_rustls::LazyConfigAcceptor;
 
 /// TLS handshakes in progress at once; further connections are closed at once.
 pub const MAX_HANDSHAKES: usize = 1024;
+/// TLS handshakes under way at once from one client address, so that one address cannot take
+/// every handshake slot.
+pub const MAX_HANDSHAKES_PER_ADDRESS: u32 = 16;
 /// How long a client may take over its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for changes.
@@ -368,15 +371,19 @@ enum Inner {
     Tls(mpsc::Receiver<(Box<dyn Connection>, SocketAddr)>),
 }
 
+/// Turns a client's address into the key its handshakes are counted under.
+pub type AddressKey = Arc<dyn Fn(std::net::IpAddr) -> natter_room::AddressTag + Send + Sync>;
+
 impl Listener {
-    /// Serves `listener` as it is, or over TLS.
-    pub fn new(listener: TcpListener, tls: Option<Tls>) -> io::Result<Self> {
+    /// Serves `listener` as it is, or over TLS, with at most [`MAX_HANDSHAKES_PER_ADDRESS`]
+    /// handshakes at once per client address (as `key` tells addresses apart).
+    pub fn new(listener: TcpListener, tls: Option<Tls>, key: AddressKey) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let inner = match tls {
             None => Inner::Plain(listener),
             Some(tls) => {
                 let (done, handshaken) = mpsc::channel(64);
-                tokio::spawn(accept_tls(listener, Arc::new(tls), done));
+                tokio::spawn(accept_tls(listener, Arc::new(tls), key, done));
                 Inner::Tls(handshaken)
             }
         };
@@ -431,9 +438,11 @@ async fn accept_failed(error: io::Error) {
 async fn accept_tls(
     listener: TcpListener,
     tls: Arc<Tls>,
+    key: AddressKey,
     done: mpsc::Sender<(Box<dyn Connection>, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let per_address = crate::rate::ConnectionCounter::new(MAX_HANDSHAKES_PER_ADDRESS);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -446,6 +455,9 @@ async fn accept_tls(
                 continue;
             }
         };
+        let Some(place) = per_address.try_acquire(&key(address.ip())) else {
+            continue; // dropped: too many handshakes under way from this address
+        };
         let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
             continue; // dropped: too many handshakes under way
         };
@@ -453,7 +465,7 @@ async fn accept_tls(
         let (tls, done) = (Arc::clone(&tls), done.clone());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&tls, stream)).await;
-            drop(permit);
+            drop((permit, place));
             if let Ok(Ok(Some(connection))) = handshake {
                 let _ = done.send((connection, address)).await;
             }

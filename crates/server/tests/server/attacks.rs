@@ -370,3 +370,133 @@ async fn a_refused_offer_names_the_problem_and_nothing_of_the_servers_insides() 
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slowloris: connections that never finish their requests
+
+/// A TCP connection to `server` from the loopback address `from` (any of 127.0.0.0/8 is this
+/// host, so each stands for another client address).
+async fn tcp_from(server: &Server, from: [u8; 4]) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(server.addr).await.unwrap()
+}
+
+/// How long until the server closes `stream` (reads return 0 or fail), at most `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(started + within, stream.read(&mut buffer)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn requests_sent_too_slowly_and_idle_connections_are_closed_after_10_s() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start().await;
+    // One that trickles its headers a byte a second, one that says nothing, and one that made a
+    // request and keeps the connection open without another.
+    let mut trickle = tcp_from(&server, [127, 0, 0, 21]).await;
+    let mut silent = tcp_from(&server, [127, 0, 0, 22]).await;
+    let mut kept_alive = tcp_from(&server, [127, 0, 0, 23]).await;
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: natter\r\n\r\n")
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(async move {
+        for byte in b"GET / HTTP/1.1\r\nHost: natter\r\nX-Slow: ".iter().cycle() {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        trickle
+    });
+    let limit = Duration::from_secs(13);
+    let silent_for = closed_within(&mut silent, limit).await;
+    assert!(
+        silent_for.is_some_and(|d| d >= Duration::from_secs(9)),
+        "{silent_for:?}"
+    );
+    let kept_for = closed_within(&mut kept_alive, limit).await;
+    assert!(
+        kept_for.is_some(),
+        "an idle kept-alive connection stays open"
+    );
+    let trickle = tokio::time::timeout(Duration::from_secs(5), trickling).await;
+    assert!(
+        trickle.is_ok(),
+        "the trickling request is still open after 13 s"
+    );
+    // A legitimate pair meanwhile, and after.
+    legitimate_pair_talks(&server, crate::support::ROOM).await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let server = Server::start().await;
+    let per_address = natter_server::Config::for_tests().max_connections_per_ip as usize + 32;
+    // The attacker opens many more half-open connections than its share.
+    let mut held = Vec::new();
+    for _ in 0..per_address + 40 {
+        held.push(tcp_from(&server, [127, 0, 0, 66]).await);
+    }
+    // Its share stays open; every one past it is closed at once.
+    let mut closed = 0;
+    for stream in &mut held {
+        if closed_within(stream, Duration::from_millis(50))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 40, "closed past the share of {per_address}");
+    // Someone else, from another address, gets in and talks as usual.
+    let mut other = tcp_from(&server, [127, 0, 0, 67]).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: natter\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    other.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    legitimate_pair_talks(&server, crate::support::ROOM).await;
+}
+
+#[tokio::test]
+async fn connections_still_in_http_are_limited_in_total_and_websockets_do_not_count() {
+    let mut config = natter_server::Config::for_tests();
+    config.max_http_connections = Some(8);
+    let server = Server::start_with(config).await;
+    // Two WebSockets first: once upgraded they leave the HTTP stage.
+    let mut ann = server.client().await;
+    ann.enter(crate::support::ROOM, ANN, "Ann").await;
+    // Eight half-open requests from eight addresses fill the HTTP stage...
+    let mut held = Vec::new();
+    for last in 0..8 {
+        held.push(tcp_from(&server, [127, 0, 1, last]).await);
+    }
+    // ...so a ninth connection is closed at once,
+    let mut ninth = tcp_from(&server, [127, 0, 1, 9]).await;
+    assert!(
+        closed_within(&mut ninth, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
+    // while the WebSocket already open carries on.
+    ann.expect_alive().await;
+    // When they go, others get in again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut bob = server.client().await;
+    bob.enter(crate::support::ROOM, BOB, "Bob").await;
+    assert_eq!(ann.recv().await["type"], "peer-joined");
+}

@@ -143,11 +143,30 @@ async fn a_client_that_stalls_its_handshake_holds_up_nobody() {
     let dir = tempdir();
     let cert = write_certificate(dir.path());
     let server = Server::start_with(tls_config(dir.path(), &["--redirect-listen", "off"])).await;
-    // Connections that say nothing, and one that sends half a ClientHello.
+    // Connections from another address that say nothing, more than its share of handshakes,
+    // and one that sends half a ClientHello.
+    let per_address = natter_server::tls::MAX_HANDSHAKES_PER_ADDRESS as usize;
     let mut silent = Vec::new();
-    for _ in 0..20 {
-        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    for _ in 0..per_address + 10 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 66], 0)))
+            .unwrap();
+        silent.push(socket.connect(server.addr).await.unwrap());
     }
+    // Those past its share are closed at once; its share waits out the handshake timeout.
+    let mut closed = 0;
+    for stream in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 10,
+        "closed past the address's {per_address} handshakes"
+    );
     let mut half = TcpStream::connect(server.addr).await.unwrap();
     half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await

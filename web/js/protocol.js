@@ -68,6 +68,7 @@ export const FINAL_JOIN_ERRORS = new Set([
   'room-locked',
   'banned',
   'kicked',
+  'peer-unproven',
 ]);
 
 const URL_SAFE = /^[A-Za-z0-9_-]+$/;

@@ -17,6 +17,7 @@ export const FINAL_STATUS = Object.freeze({
   banned: "The room's owner banned you from this room.",
   locked: 'This room is locked: nobody new may join.',
   bot: "The server's check that this browser is not a bot failed. Reload the page to try again.",
+  unproven: "The server could not confirm this browser's identity. Reload the page to try again.",
 });
 
 const FINAL_ERRORS = /** @type {Record<string, string>} */ ({
@@ -28,6 +29,7 @@ const FINAL_ERRORS = /** @type {Record<string, string>} */ ({
   kicked: FINAL_STATUS.kicked,
   'proof-required': FINAL_STATUS.bot,
   'bad-proof': FINAL_STATUS.bot,
+  'peer-unproven': FINAL_STATUS.unproven,
 });
 const FINAL_CLOSES = /** @type {Record<number, string>} */ ({
   [protocol.CLOSE.REPLACED]: FINAL_STATUS.replaced,

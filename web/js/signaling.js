@@ -173,6 +173,9 @@ export class Signaling {
           // Retrying cannot help; the page explains.
           this.stop();
           this.handlers.onState('stopped', { error: message.code });
+        } else if (message.code === 'harder-proof-required') {
+          // A new room name costs more work: the challenge that follows asks for it. Nothing
+          // failed, so nothing is counted and nothing waits.
         } else if (message.code === 'proof-required' || message.code === 'bad-proof') {
           // A new challenge follows; after a few refusals in a row something is wrong here.
           this.#proofFailures += 1;

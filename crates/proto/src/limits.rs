@@ -23,6 +23,9 @@ pub const PEER_SECRET_LEN: usize = 43;
 pub const CHALLENGE_MAX_LEN: usize = 160;
 /// Joins with a missing or wrong proof a socket may send before it is closed (1008).
 pub const BAD_PROOF_TOLERANCE: u32 = 5;
+/// A `join-named` that creates a new room name needs a proof at this many times the base
+/// difficulty: a name is kept on disk for 30 days, a join costs nothing after its room ends.
+pub const NEW_NAME_PROOF_FACTOR: u64 = 4;
 /// Longest accepted display name, in Unicode scalar values after trimming.
 pub const NAME_MAX_CHARS: usize = 48;
 

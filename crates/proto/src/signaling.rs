@@ -521,6 +521,9 @@ pub enum ErrorCode {
     ProofRequired,
     /// The proof's challenge is forged, expired or already used, or the number does not solve it.
     BadProof,
+    /// `join-named` for a name nobody has yet, with a proof easier than a new name needs; the
+    /// challenge that follows asks for enough.
+    HarderProofRequired,
     /// The room is locked: nobody new may join.
     RoomLocked,
     /// The owner banned this peer or its address from the room. The socket closes (4005).
@@ -541,7 +544,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::UnsupportedVersion,
         Self::HelloRequired,
         Self::BadMessage,
@@ -562,6 +565,7 @@ impl ErrorCode {
         Self::InvalidRoomName,
         Self::ProofRequired,
         Self::BadProof,
+        Self::HarderProofRequired,
         Self::RoomLocked,
         Self::Banned,
         Self::Kicked,
@@ -601,6 +605,9 @@ impl ErrorCode {
             }
             Self::ProofRequired => "solve the challenge and send the proof with join",
             Self::BadProof => "the proof is not valid; solve the new challenge",
+            Self::HarderProofRequired => {
+                "a new room name needs a harder proof; solve the new challenge, which asks for it"
+            }
             Self::RoomLocked => "the room is locked: nobody new may join",
             Self::Banned => "the room's owner banned you from this room",
             Self::Kicked => "the room's owner removed you from this room",

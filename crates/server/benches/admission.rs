@@ -45,7 +45,9 @@ fn verification() {
     let now = now_unix();
     let proofs: Vec<Proof> = (0..PROOFS)
         .map(|_| {
-            let challenge = issuer.issue(now).unwrap();
+            let challenge = issuer
+                .issue(now, natter_room::AddressTag([7; 16]), 1)
+                .unwrap();
             Proof {
                 nonce: solve(&challenge.token, challenge.difficulty),
                 challenge: challenge.token,
@@ -55,9 +57,9 @@ fn verification() {
     let mut verify_ns = Vec::with_capacity(PROOFS);
     for proof in &proofs {
         let start = Instant::now();
-        let result = issuer.verify(proof, now);
+        let result = issuer.verify(proof, now, Some(&proof.challenge));
         verify_ns.push(start.elapsed().as_nanos() as f64);
-        assert_eq!(result, Ok(()));
+        assert_eq!(result, Ok(64));
     }
     let mut hash_ns = Vec::with_capacity(PROOFS);
     for proof in &proofs {
@@ -220,7 +222,9 @@ fn join_flood() {
     let issuer = ChallengeIssuer::new(difficulty, 0).unwrap();
     let mut solve_ms: Vec<f64> = (0..50)
         .map(|_| {
-            let challenge = issuer.issue(now_unix()).unwrap();
+            let challenge = issuer
+                .issue(now_unix(), natter_room::AddressTag([7; 16]), 1)
+                .unwrap();
             let start = Instant::now();
             std::hint::black_box(solve(&challenge.token, challenge.difficulty));
             start.elapsed().as_secs_f64() * 1000.0

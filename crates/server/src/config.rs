@@ -273,6 +273,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_ROOMS_BURST", default_value_t = 20)]
     pub rooms_burst: u32,
 
+    /// New room names per hour from one address (each is kept on disk for 30 days); its IPv4 /24
+    /// or IPv6 /48 may add five times as many. 0 turns the limit off.
+    #[arg(long, env = "NATTER_NAMES_PER_HOUR", default_value_t = 20)]
+    pub names_per_hour: u32,
+
     /// WebSocket connections one address may hold open at once.
     #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]

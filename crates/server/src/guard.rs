@@ -22,9 +22,18 @@ use crate::pow::ChallengeIssuer;
 use crate::rate::{ConnectionCounter, ConnectionGuard, KeyedLimiter};
 use crate::secrets::{AddressHasher, RandomUnavailable};
 
-/// The client's address tag, put in each request's extensions by [`admit_http`].
+/// The client's address tag and its network's (/24 or /48), put in each request's extensions by
+/// [`admit_http`].
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddress(pub AddressTag);
+pub struct ClientAddress {
+    /// The address (an IPv6 /64).
+    pub address: AddressTag,
+    /// Its wider network.
+    pub network: AddressTag,
+}
+
+/// A network's budget of new room names is this many times an address's.
+pub const NETWORK_NAMES_FACTOR: u32 = 5;
 
 /// One open WebSocket's place in its address's count.
 pub type ConnectionPlace = ConnectionGuard<AddressTag>;
@@ -37,6 +46,10 @@ pub struct Guard {
     websockets: KeyedLimiter<AddressTag>,
     /// New rooms per address; used by the room registry.
     pub room_creations: KeyedLimiter<AddressTag>,
+    /// New room names per address, and per network.
+    pub name_creations: KeyedLimiter<AddressTag>,
+    /// New room names per network (/24 or /48).
+    pub network_name_creations: KeyedLimiter<AddressTag>,
     connections: Arc<ConnectionCounter<AddressTag>>,
     /// Proof-of-work challenges.
     pub challenges: ChallengeIssuer,
@@ -163,6 +176,7 @@ fn per_minute(per_minute: u32) -> f64 {
 impl Guard {
     /// Admission state for `config`, with fresh keys.
     pub fn new(config: &Config) -> Result<Self, RandomUnavailable> {
+        let network_names_per_hour = config.names_per_hour.saturating_mul(NETWORK_NAMES_FACTOR);
         Ok(Self {
             hasher: AddressHasher::new()?,
             http: KeyedLimiter::new(per_minute(config.http_per_minute), config.http_burst),
@@ -170,6 +184,14 @@ impl Guard {
             room_creations: KeyedLimiter::new(
                 per_minute(config.rooms_per_minute),
                 config.rooms_burst,
+            ),
+            name_creations: KeyedLimiter::new(
+                f64::from(config.names_per_hour) / 3600.0,
+                config.names_per_hour.div_ceil(2),
+            ),
+            network_name_creations: KeyedLimiter::new(
+                f64::from(network_names_per_hour) / 3600.0,
+                network_names_per_hour.div_ceil(2),
             ),
             connections: ConnectionCounter::new(config.max_connections_per_ip),
             challenges: ChallengeIssuer::new(config.pow_difficulty, config.pow_load_threshold)?,
@@ -209,6 +231,11 @@ impl Guard {
     /// The tag of `ip`.
     pub fn tag(&self, ip: IpAddr) -> AddressTag {
         self.hasher.tag(ip)
+    }
+
+    /// The tag of `ip`'s network (/24 or /48).
+    pub fn network_tag(&self, ip: IpAddr) -> AddressTag {
+        self.hasher.network_tag(ip)
     }
 
     /// Checks a WebSocket upgrade: origin, the per-address rate, and a place among the address's
@@ -273,7 +300,10 @@ pub async fn admit_http(
     {
         return Refusal::TooMany(wait).into_response();
     }
-    request.extensions_mut().insert(ClientAddress(address));
+    let network = guard.network_tag(ip);
+    request
+        .extensions_mut()
+        .insert(ClientAddress { address, network });
     next.run(request).await
 }
 

@@ -496,7 +496,7 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn websocket(
     State(state): State<Arc<AppState>>,
-    Extension(ClientAddress(address)): Extension<ClientAddress>,
+    Extension(ClientAddress { address, network }): Extension<ClientAddress>,
     http_stage: Option<Extension<http::HttpStage>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -513,6 +513,7 @@ async fn websocket(
     };
     let client = session::Client {
         address,
+        network,
         guard: Arc::clone(&state.guard),
         names: Arc::clone(&state.names),
         _place: place,

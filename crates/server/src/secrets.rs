@@ -65,10 +65,30 @@ impl AddressHasher {
     /// The tag of `ip`. An IPv6 address counts by its /64 network, because one household or phone
     /// gets a whole /64 and can pick any address in it; IPv4-mapped IPv6 counts as the IPv4 address.
     pub fn tag(&self, ip: IpAddr) -> AddressTag {
-        let tag = hmac::sign(&self.key, &network_bytes(ip));
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&tag.as_ref()[..16]);
-        AddressTag(bytes)
+        self.sign(&network_bytes(ip))
+    }
+
+    /// The tag of `ip`'s wider network: its IPv4 /24 or IPv6 /48, what one organisation or
+    /// provider's customer usually holds. Budgets that many addresses could otherwise share out
+    /// (new room names) are counted by it as well.
+    pub fn network_tag(&self, ip: IpAddr) -> AddressTag {
+        let mut bytes = match ip {
+            IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.octets()[..3].to_vec(),
+                None => v6.octets()[..6].to_vec(),
+            },
+        };
+        // Never the same bytes as an address's own tag.
+        bytes.push(b'/');
+        self.sign(&bytes)
+    }
+
+    fn sign(&self, bytes: &[u8]) -> AddressTag {
+        let tag = hmac::sign(&self.key, bytes);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        AddressTag(out)
     }
 }
 
@@ -112,6 +132,27 @@ mod tests {
             hasher.tag(ip("192.0.2.7"))
         );
         assert_ne!(hasher.tag(ip("192.0.2.7")), hasher.tag(ip("192.0.2.8")));
+        // Networks: an IPv4 /24 and an IPv6 /48, apart from every address's own tag.
+        assert_eq!(
+            hasher.network_tag(ip("192.0.2.7")),
+            hasher.network_tag(ip("192.0.2.200"))
+        );
+        assert_ne!(
+            hasher.network_tag(ip("192.0.2.7")),
+            hasher.network_tag(ip("192.0.3.7"))
+        );
+        assert_eq!(
+            hasher.network_tag(ip("2001:db8:1:2::1")),
+            hasher.network_tag(ip("2001:db8:1:ffff::9"))
+        );
+        assert_ne!(
+            hasher.network_tag(ip("2001:db8:1::1")),
+            hasher.network_tag(ip("2001:db8:2::1"))
+        );
+        assert_ne!(
+            hasher.network_tag(ip("192.0.2.7")),
+            hasher.tag(ip("192.0.2.7"))
+        );
         // Another key (another server run) gives other tags.
         let other = AddressHasher::new().expect("random");
         assert_ne!(hasher.tag(ip("192.0.2.7")), other.tag(ip("192.0.2.7")));

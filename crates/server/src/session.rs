@@ -8,7 +8,8 @@ use natter_proto::data::CHAT_TEXT_MAX_CHARS;
 use natter_proto::limits::LUNA_CONTEXT_MESSAGES;
 use natter_proto::limits::{
     BAD_PROOF_TOLERANCE, FLOOD_TOLERANCE, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES,
-    MESSAGE_BURST, MESSAGES_PER_SECOND, PEER_ID_MAX_LEN, PING_INTERVAL, PROTOCOL_VERSION,
+    MESSAGE_BURST, MESSAGES_PER_SECOND, NEW_NAME_PROOF_FACTOR, PEER_ID_MAX_LEN, PING_INTERVAL,
+    PROTOCOL_VERSION,
 };
 use natter_proto::pow::Proof;
 use natter_proto::signaling::{Admission, LunaTurn, RoomKind};
@@ -22,7 +23,6 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::guard::{ConnectionPlace, Guard, MediaShare};
 use crate::names::{NameStore, NamesError};
-use crate::pow::ProofError;
 use crate::rate::TokenBucket;
 use crate::rooms::{Refused, Registry, RoomCommand, SessionHandle, close_frame, text};
 use crate::{secrets, unix_now};
@@ -65,6 +65,8 @@ enum Stage {
 pub(crate) struct Client {
     /// The client's address, as a tag.
     pub address: AddressTag,
+    /// Its network (/24 or /48), as a tag.
+    pub network: AddressTag,
     pub guard: Arc<Guard>,
     pub names: Arc<NameStore>,
     /// The connection's place in its address's count; freed when the session ends.
@@ -94,6 +96,12 @@ struct Session {
     opened: Instant,
     /// The media sections this connection holds in the SFU, counted in its address's budget.
     media: MediaShare,
+    /// The latest challenge sent on this socket, until a proof of it is accepted: the only one a
+    /// join here may answer.
+    challenge: Option<String>,
+    /// What the next challenge's difficulty is multiplied by: more after a join that needs a
+    /// harder proof (a new room name).
+    next_challenge_factor: u64,
 }
 
 /// Runs the session until the socket closes or the server shuts down.
@@ -130,6 +138,8 @@ pub(crate) async fn run(
         bad_proofs: 0,
         opened: start,
         media,
+        challenge: None,
+        next_challenge_factor: 1,
     };
     let mut ping = tokio::time::interval_at(start + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = start;
@@ -568,9 +578,12 @@ impl Session {
 
     /// Sends a fresh challenge. With proofs turned off its difficulty is 0: clients follow one
     /// path either way, and the server takes any answer.
-    async fn send_challenge(&self, socket: &mut WebSocket) -> Option<End> {
-        match self.client.guard.challenges.issue(unix_now()) {
+    async fn send_challenge(&mut self, socket: &mut WebSocket) -> Option<End> {
+        let issuer = &self.client.guard.challenges;
+        let factor = std::mem::replace(&mut self.next_challenge_factor, 1);
+        match issuer.issue(unix_now(), self.client.address, factor) {
             Ok(challenge) => {
+                self.challenge = Some(challenge.token.clone());
                 let message = ServerMessage::Challenge {
                     token: challenge.token,
                     difficulty: challenge.difficulty,
@@ -584,22 +597,26 @@ impl Session {
         }
     }
 
-    /// Checks the proof a join carries; the refusal to send if it does not hold.
-    fn proof_refusal(&self, proof: Option<&Proof>) -> Option<ServerMessage> {
+    /// Checks the proof a join carries: the difficulty it was solved at (`u64::MAX` when the
+    /// server asks for no proof), or the refusal to send. An accepted proof's challenge is
+    /// forgotten, so it cannot be used again.
+    fn check_proof(&mut self, proof: Option<&Proof>) -> Result<u64, Box<ServerMessage>> {
         let challenges = &self.client.guard.challenges;
         if !challenges.enabled() {
-            return None;
+            return Ok(u64::MAX);
         }
         let Some(proof) = proof else {
-            return Some(ServerMessage::error(ErrorCode::ProofRequired));
+            return Err(Box::new(ServerMessage::error(ErrorCode::ProofRequired)));
         };
-        match challenges.verify(proof, unix_now()) {
-            Ok(()) => None,
-            Err(ProofError::Busy) => Some(ServerMessage::error(ErrorCode::ServerBusy)),
-            Err(refused) => Some(ServerMessage::error_with(
+        match challenges.verify(proof, unix_now(), self.challenge.as_deref()) {
+            Ok(difficulty) => {
+                self.challenge = None;
+                Ok(difficulty)
+            }
+            Err(refused) => Err(Box::new(ServerMessage::error_with(
                 ErrorCode::BadProof,
                 format!("{refused}; solve the new challenge"),
-            )),
+            ))),
         }
     }
 
@@ -620,31 +637,34 @@ impl Session {
         // The id is checked first: a join with someone else's id must not even spend a proof.
         // The victim hears nothing of it.
         let proven = peer_secret.is_some_and(|secret| secret.proves(&peer));
-        let refusal = if proven {
-            self.proof_refusal(proof.as_ref())
+        let checked = if proven {
+            self.check_proof(proof.as_ref())
         } else {
-            Some(ServerMessage::error(ErrorCode::PeerUnproven))
+            Err(Box::new(ServerMessage::error(ErrorCode::PeerUnproven)))
         };
-        if let Some(refusal) = refusal {
-            self.bad_proofs += 1;
-            if self.bad_proofs > BAD_PROOF_TOLERANCE {
-                tracing::info!(
-                    session = self.id.0,
-                    "closing a socket that sends no valid proofs"
-                );
-                let code = if proven {
-                    ErrorCode::BadProof
-                } else {
-                    ErrorCode::PeerUnproven
-                };
-                return Some(End::Close(close::POLICY_VIOLATION, Some(code)));
+        let solved_at = match checked {
+            Ok(difficulty) => difficulty,
+            Err(refusal) => {
+                self.bad_proofs += 1;
+                if self.bad_proofs > BAD_PROOF_TOLERANCE {
+                    tracing::info!(
+                        session = self.id.0,
+                        "closing a socket that sends no valid proofs"
+                    );
+                    let code = if proven {
+                        ErrorCode::BadProof
+                    } else {
+                        ErrorCode::PeerUnproven
+                    };
+                    return Some(End::Close(close::POLICY_VIOLATION, Some(code)));
+                }
+                return self.refuse_join(socket, *refusal).await;
             }
-            return self.refuse_join(socket, refusal).await;
-        }
+        };
         let mut creation_paid = false;
         let (room_id, kind, room_name) = match target {
             JoinTarget::Id(room_id, kind) => (room_id, kind, None),
-            JoinTarget::Named(room_name) => match self.resolve(&room_name).await {
+            JoinTarget::Named(room_name) => match self.resolve(&room_name, solved_at).await {
                 Ok((room_id, created)) => {
                     creation_paid = created;
                     (room_id, RoomKind::Group, Some(room_name))
@@ -699,7 +719,7 @@ impl Session {
     }
 
     /// Sends the reason a join failed, then a new challenge for the next try.
-    async fn refuse_join(&self, socket: &mut WebSocket, refusal: ServerMessage) -> Option<End> {
+    async fn refuse_join(&mut self, socket: &mut WebSocket, refusal: ServerMessage) -> Option<End> {
         if let Some(end) = self.reply(socket, &refusal).await {
             return Some(end);
         }
@@ -709,7 +729,16 @@ impl Session {
     /// The room id of a name, from the name store (on the blocking pool: SQLite blocks). A new
     /// name is a new room, so it takes a token of the address's room-creation limit first (and
     /// the join then does not take another); that limit is what bounds the names one address adds.
-    async fn resolve(&self, room_name: &RoomName) -> Result<(RoomId, bool), ServerMessage> {
+    ///
+    /// A new name also costs more work than a join: a proof solved at less than
+    /// [`NEW_NAME_PROOF_FACTOR`] times the base difficulty is refused (`harder-proof-required`) and
+    /// the next challenge asks for that much. And it counts against budgets per address and per
+    /// network (/24 or /48), since a name is kept on disk for 30 days.
+    async fn resolve(
+        &mut self,
+        room_name: &RoomName,
+        solved_at: u64,
+    ) -> Result<(RoomId, bool), ServerMessage> {
         let names = Arc::clone(&self.client.names);
         let name = room_name.clone();
         let found = tokio::task::spawn_blocking(move || names.lookup(&name, unix_now())).await;
@@ -719,9 +748,25 @@ impl Session {
             Ok(Err(error)) => return Err(name_store_failed(&error)),
             Err(_) => return Err(ServerMessage::error(ErrorCode::Internal)),
         }
-        let limiter = &self.client.guard.room_creations;
-        if let Err(wait) = limiter.check(&self.client.address, std::time::Instant::now()) {
-            return Err(rate_limited(wait));
+        let guard = &self.client.guard;
+        let needed = guard
+            .challenges
+            .base_difficulty()
+            .saturating_mul(NEW_NAME_PROOF_FACTOR);
+        if solved_at < needed {
+            self.next_challenge_factor = NEW_NAME_PROOF_FACTOR;
+            return Err(ServerMessage::error(ErrorCode::HarderProofRequired));
+        }
+        let now = std::time::Instant::now();
+        let limits = [
+            (&guard.room_creations, &self.client.address),
+            (&guard.name_creations, &self.client.address),
+            (&guard.network_name_creations, &self.client.network),
+        ];
+        for (limiter, key) in limits {
+            if let Err(wait) = limiter.check(key, now) {
+                return Err(rate_limited(wait));
+            }
         }
         let names = Arc::clone(&self.client.names);
         let name = room_name.clone();

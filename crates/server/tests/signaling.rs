@@ -1234,7 +1234,7 @@ async fn join_named(
 ) -> serde_json::Value {
     client.hello().await;
     client
-        .join_with(json!({"type": "join-named", "roomName": room_name, "peer": peer, "name": name}))
+        .join_named_with(json!({"roomName": room_name, "peer": peer, "name": name}))
         .await
 }
 
@@ -1342,7 +1342,7 @@ async fn a_join_needs_a_proof_and_each_refusal_brings_a_new_challenge() {
             .contains("does not solve"),
         "{reply}"
     );
-    // A forged token: the difficulty edited down.
+    // A forged token: the difficulty edited down. It is not the token this socket was sent.
     let third = ann.take_challenge().await;
     let forged = third.0.replacen(&format!(".{}.", third.1), ".1.", 1);
     ann.send(
@@ -1356,7 +1356,7 @@ async fn a_join_needs_a_proof_and_each_refusal_brings_a_new_challenge() {
         reply["message"]
             .as_str()
             .unwrap()
-            .contains("not one this server issued"),
+            .contains("not this connection's latest"),
         "{reply}"
     );
     // The right answer gets in.
@@ -1365,7 +1365,7 @@ async fn a_join_needs_a_proof_and_each_refusal_brings_a_new_challenge() {
 }
 
 #[tokio::test]
-async fn a_proof_works_once() {
+async fn a_proof_works_once_and_only_on_its_own_connection() {
     let server = Server::start().await;
     let mut ann = server.client().await;
     ann.hello().await;
@@ -1375,22 +1375,29 @@ async fn a_proof_works_once() {
     )
     .await;
     assert_eq!(ann.recv().await["type"], "welcome");
+    // On another connection, and again on Ann's own after leaving: refused either way.
     let mut copycat = server.client().await;
     copycat.hello().await;
     copycat
         .send(
-            json!({"type": "join", "room": OTHER_ROOM, "peer": CAT, "name": "Cat", "proof": proof}),
+            json!({"type": "join", "room": OTHER_ROOM, "peer": CAT, "name": "Cat", "proof": proof.clone()}),
         )
         .await;
-    let reply = copycat.recv().await;
-    assert_error(&reply, "bad-proof");
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("already been used"),
-        "{reply}"
-    );
+    ann.send(json!({"type": "leave"})).await;
+    ann.take_challenge().await;
+    ann.send(json!({"type": "join", "room": ROOM, "peer": ANN, "name": "Ann", "proof": proof}))
+        .await;
+    for client in [&mut copycat, &mut ann] {
+        let reply = client.recv().await;
+        assert_error(&reply, "bad-proof");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap()
+                .contains("not this connection's latest"),
+            "{reply}"
+        );
+    }
 }
 
 #[tokio::test]

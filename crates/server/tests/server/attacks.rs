@@ -500,3 +500,164 @@ async fn connections_still_in_http_are_limited_in_total_and_websockets_do_not_co
     bob.enter(crate::support::ROOM, BOB, "Bob").await;
     assert_eq!(ann.recv().await["type"], "peer-joined");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The bot check
+
+#[tokio::test]
+async fn one_address_cannot_raise_everyones_difficulty() {
+    let server = Server::start_with(proxied_config()).await;
+    let base = natter_server::Config::for_tests().pow_difficulty;
+    // One address, thirty sockets, each saying hello a hundred times and sending five joins
+    // with wrong proofs: before, every hello was a challenge and the load ran 16 times over.
+    let mut sockets = Vec::new();
+    for _ in 0..30 {
+        let mut socket = client_from(&server, "203.0.113.66").await;
+        for _ in 0..100 {
+            socket.send_text(r#"{"type":"hello","version":1}"#).await;
+        }
+        for _ in 0..5 {
+            let join = json!({"type": "join", "room": crate::support::ROOM, "peer": ANN,
+                "name": "Bot", "proof": {"challenge": "1.2.3.4", "nonce": 1}});
+            socket.send_text(join.to_string()).await;
+        }
+        sockets.push(socket);
+    }
+    // The load is measured over 10 s windows: wait for the attack's window to be the last one.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    ann.send(json!({"type": "hello", "version": 1})).await;
+    assert_eq!(ann.recv().await["type"], "hello");
+    let (_, difficulty) = ann.take_challenge().await;
+    assert_eq!(difficulty, base, "one address moved the difficulty");
+    drop(sockets);
+    legitimate_pair_talks(&server, crate::support::OTHER_ROOM).await;
+}
+
+/// `join-named` for a name nobody has used, as a browser does it: a proof at the difficulty it
+/// was asked, and once more at the harder difficulty when the server says a new name needs it.
+/// `secret` proves `peer`. Returns the final answer and the difficulties the challenges asked.
+async fn create_name(
+    client: &mut crate::support::Client,
+    room_name: &str,
+    peer: &str,
+    secret: &str,
+) -> (serde_json::Value, Vec<u64>) {
+    let mut asked = Vec::new();
+    for _ in 0..2 {
+        let (token, difficulty) = client.take_challenge().await;
+        asked.push(difficulty);
+        let nonce = natter_proto::pow::solve(&token, difficulty);
+        let join = json!({"type": "join-named", "roomName": room_name, "peer": peer,
+            "peerSecret": secret, "name": "Someone", "proof": {"challenge": token, "nonce": nonce}});
+        client.send(join).await;
+        let answer = client.recv().await;
+        if answer["code"] != "harder-proof-required" {
+            return (answer, asked);
+        }
+    }
+    panic!("a new name was refused twice for its proof");
+}
+
+#[tokio::test]
+async fn a_new_room_name_costs_four_joins_of_work_and_an_existing_one_costs_one() {
+    let server = Server::start_with(proxied_config()).await;
+    let base = natter_server::Config::for_tests().pow_difficulty;
+    let harder = base * natter_proto::limits::NEW_NAME_PROOF_FACTOR;
+    let mut ann = client_from(&server, "192.0.2.1").await;
+    ann.hello().await;
+    let (welcome, asked) = create_name(&mut ann, "book-club", ANN, secret_of(ANN).unwrap()).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(
+        asked,
+        [base, harder],
+        "the first proof was refused and the next challenge asked four times the work"
+    );
+    // Bob joins the name that now exists with a proof at the ordinary difficulty.
+    let mut bob = client_from(&server, "192.0.2.2").await;
+    bob.hello().await;
+    let (welcome, asked) = create_name(&mut bob, "book-club", BOB, secret_of(BOB).unwrap()).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(asked, [base]);
+
+    // A bot that will not pay: its cheap proof for a new name is refused without counting as a
+    // bad proof, and the challenge that follows cannot be answered at the ordinary difficulty.
+    // Six tries, three of them refused proofs: within the tolerance, so the socket stays.
+    let mut bot = client_from(&server, "203.0.113.66").await;
+    bot.hello().await;
+    let mut refused_names = Vec::new();
+    for attempt in 0..=BAD_PROOF_TOLERANCE {
+        let (token, difficulty) = bot.take_challenge().await;
+        // After a cheap proof for a new name, the next challenge asks the higher difficulty.
+        let expected = if attempt % 2 == 0 { base } else { harder };
+        assert_eq!(difficulty, expected, "attempt {attempt}");
+        // A number that solves the challenge at the ordinary difficulty but not the higher one.
+        let solves = |nonce| natter_proto::pow::meets_difficulty(&token, nonce, base);
+        let solves_harder = |nonce| natter_proto::pow::meets_difficulty(&token, nonce, harder);
+        let nonce = (0..u64::MAX)
+            .find(|&nonce| solves(nonce) && !solves_harder(nonce))
+            .unwrap_or_default();
+        let name = format!("spam-{attempt}");
+        let join = json!({"type": "join-named", "roomName": name, "peer": CAT, "name": "Bot",
+            "proof": {"challenge": token, "nonce": nonce}});
+        bot.send(join).await;
+        let answer = bot.recv().await;
+        // A cheap answer to the harder challenge is a refused proof (and counts toward the
+        // socket's tolerance); to a cheap challenge, a demand for more work (which does not).
+        if difficulty == base {
+            assert_error(&answer, "harder-proof-required");
+        } else {
+            assert_error(&answer, "bad-proof");
+        }
+        refused_names.push(name);
+    }
+    still_connected(&mut bot).await;
+    // None of the names the bot tried exists: Dan, trying one, is asked to pay for a new name.
+    let mut dan = client_from(&server, "198.51.100.8").await;
+    dan.hello().await;
+    let (welcome, asked) =
+        create_name(&mut dan, &refused_names[0], DAN, secret_of(DAN).unwrap()).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(asked, [base, harder]);
+}
+
+#[tokio::test]
+async fn one_network_cannot_fill_the_room_name_table() {
+    let mut config = proxied_config();
+    // 4 an hour per address (bursts of 2), 20 an hour per /24 (bursts of 10).
+    config.names_per_hour = 4;
+    let server = Server::start_with(config).await;
+    let mut created = 0;
+    let mut refused_per_address = Vec::new();
+    // Eight addresses of one /24, each trying three new names.
+    for host in 1..=8 {
+        let mut bot = client_from(&server, &format!("203.0.113.{host}")).await;
+        bot.hello().await;
+        let (peer, secret) = new_person();
+        let mut refused = 0;
+        for attempt in 0..3 {
+            let name = format!("squat-{host}-{attempt}");
+            let (answer, _) = create_name(&mut bot, &name, &peer, &secret).await;
+            if answer["type"] == "welcome" {
+                created += 1;
+                bot.send(json!({"type": "leave"})).await;
+            } else {
+                assert_error(&answer, "rate-limited");
+                assert!(
+                    answer["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+                    "{answer}"
+                );
+                refused += 1;
+            }
+        }
+        refused_per_address.push(refused);
+    }
+    // Each address got its burst of 2 until the network's burst of 10 ran out.
+    assert_eq!(created, 10, "names created from one /24");
+    assert_eq!(refused_per_address, [1, 1, 1, 1, 1, 3, 3, 3]);
+    // Someone on another network names a room as usual.
+    let mut ann = client_from(&server, "198.51.100.7").await;
+    ann.hello().await;
+    let (welcome, _) = create_name(&mut ann, "family", ANN, secret_of(ANN).unwrap()).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
